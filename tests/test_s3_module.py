@@ -1,0 +1,114 @@
+"""The S3 module against the real S3 server: typed results, the byte cap, error mapping."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from thumbor_plugins.s3 import NotFound, S3Settings, TooLarge, Unavailable
+from thumbor_plugins.s3.aio import AsyncS3, shared
+
+from .conftest import BUCKET
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def settings(s3_server) -> S3Settings:
+    return S3Settings(endpoint_url=s3_server.endpoint_url, access_key=s3_server.access_key,
+                      secret_key=s3_server.secret_key)
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def test_get_returns_typed_object(s3, settings, uid) -> None:
+    s3.put_object(Bucket=BUCKET, Key=f"{uid}/a.bin", Body=b"hello", ContentType="image/png")
+
+    async def go():
+        client = AsyncS3(settings)
+        try:
+            return await client.get(BUCKET, f"{uid}/a.bin")
+        finally:
+            await client.close()
+
+    data = run(go())
+    assert data.body == b"hello"
+    assert data.content_type == "image/png"
+    assert len(data.etag) == 32 and '"' not in data.etag
+    assert data.last_modified is not None
+
+
+def test_should_stop_at_byte_cap_without_reading_the_object(s3, settings, uid) -> None:
+    s3.put_object(Bucket=BUCKET, Key=f"{uid}/big.bin", Body=b"x" * (3 * 1024 * 1024))
+
+    async def go():
+        client = AsyncS3(settings)
+        try:
+            with pytest.raises(TooLarge) as error:
+                await client.get(BUCKET, f"{uid}/big.bin", max_bytes=1024 * 1024)
+            return client.bytes_read, error.value
+        finally:
+            await client.close()
+
+    bytes_read, error = run(go())
+    assert error.size == 3 * 1024 * 1024 and error.status == 413
+    assert bytes_read <= 1024 * 1024
+
+
+def test_missing_key_is_not_found(settings, uid) -> None:
+    async def go():
+        client = AsyncS3(settings)
+        try:
+            await client.get(BUCKET, f"{uid}/none")
+        finally:
+            await client.close()
+
+    with pytest.raises(NotFound):
+        run(go())
+
+
+def test_unreachable_s3_is_unavailable_quickly() -> None:
+    from thumbor_plugins.embedded import free_port
+
+    settings = S3Settings(endpoint_url=f"http://127.0.0.1:{free_port()}", access_key="a", secret_key="b",
+                          connect_timeout=1, read_timeout=1, max_attempts=2)
+
+    async def go():
+        client = AsyncS3(settings)
+        try:
+            await client.get(BUCKET, "x")
+        finally:
+            await client.close()
+
+    with pytest.raises(Unavailable) as error:
+        run(go())
+    assert error.value.status in (502, 504)
+
+
+def test_one_client_per_settings_per_process(settings) -> None:
+    assert shared(settings) is shared(settings)
+    assert shared(settings) is not shared(S3Settings(endpoint_url="http://elsewhere:9000"))
+
+
+def test_list_and_delete_prefix(s3, settings, uid) -> None:
+    for i in range(3):
+        s3.put_object(Bucket=BUCKET, Key=f"{uid}/p/{i}", Body=b"1")
+    s3.put_object(Bucket=BUCKET, Key=f"{uid}/q", Body=b"1")
+
+    async def go():
+        client = AsyncS3(settings)
+        try:
+            listed = [info.key async for info in client.list(BUCKET, f"{uid}/p/")]
+            deleted = await client.delete_prefix(BUCKET, f"{uid}/p/")
+            after = [info.key async for info in client.list(BUCKET, f"{uid}/")]
+            return listed, deleted, after
+        finally:
+            await client.close()
+
+    listed, deleted, after = run(go())
+    assert listed == [f"{uid}/p/0", f"{uid}/p/1", f"{uid}/p/2"]
+    assert deleted == 3
+    assert after == [f"{uid}/q"]

@@ -1,0 +1,110 @@
+"""Unit tests: source keys from URL image paths, and settings from the environment."""
+
+from __future__ import annotations
+
+import pytest
+from thumbor.config import Config
+
+from thumbor_plugins import config as cfg
+from thumbor_plugins.sources import Source, SourceError, locate
+
+ALLOWED = ("images",)
+
+
+@pytest.mark.parametrize(
+    ("image", "expected"),
+    [
+        ("images/a.jpg", Source("images", "a.jpg")),
+        ("images/dir/sub/a.jpg", Source("images", "dir/sub/a.jpg")),
+        ("images/a%20b.jpg", Source("images", "a b.jpg")),
+        ("images/a+b.jpg", Source("images", "a+b.jpg")),  # + is not a space in a path
+        ("images/a%2Bb.jpg", Source("images", "a+b.jpg")),
+        ("images/100%25.jpg", Source("images", "100%.jpg")),
+        ("images/%E3%83%97%E3%83%AD%E3%83%95%E3%82%A3%E3%83%BC%E3%83%AB%20%E7%94%BB%E5%83%8F%2B1.png",
+         Source("images", "プロフィール 画像+1.png")),
+        ("images/プロフィール 画像+1.png", Source("images", "プロフィール 画像+1.png")),
+    ],
+)
+def test_locate_decodes_exactly_once(image: str, expected: Source) -> None:
+    assert locate(image, allowed_buckets=ALLOWED) == expected
+
+
+def test_should_not_decode_twice_double_encoded_traversal() -> None:
+    # %252e%252e decodes once to the literal key "%2e%2e", never to ".."
+    assert locate("images/%252e%252e/secret", allowed_buckets=ALLOWED).key == "%2e%2e/secret"
+
+
+@pytest.mark.parametrize(
+    "image",
+    ["images/../other/a.jpg", "images/%2e%2e/a.jpg", "images/a/./b.jpg", "images/a/%2E%2E", "images/",
+     "images", "images/a%00.jpg", "images/a%0d%0aX: y", "images/a\nb"],
+)
+def test_should_fail_with_traversal_empty_or_control_characters(image: str) -> None:
+    with pytest.raises(SourceError) as error:
+        locate(image, allowed_buckets=ALLOWED)
+    assert error.value.status == 400
+
+
+@pytest.mark.parametrize("image", ["other/a.jpg", "images-derived/a.jpg", "%69mages2/a.jpg"])
+def test_should_refuse_buckets_outside_allow_list(image: str) -> None:
+    with pytest.raises(SourceError) as error:
+        locate(image, allowed_buckets=ALLOWED)
+    assert error.value.status == 404
+
+
+def test_fixed_bucket_and_root_path() -> None:
+    source = locate("dir/a.jpg", allowed_buckets=("photos",), fixed_bucket="photos", root_path="/originals/")
+    assert source == Source("photos", "originals/dir/a.jpg")
+    assert source.prefix == "photos/originals/dir/a.jpg/"
+
+
+def test_environment_values_take_the_type_of_the_default() -> None:
+    values = cfg.from_environment(
+        {
+            "IMGSTACK_MAX_SOURCE_BYTES": "1048576",
+            "IMGSTACK_REQUIRE_EXPIRES": "true",
+            "IMGSTACK_S3_READ_TIMEOUT": "2.5",
+            "IMGSTACK_VERIFY_KEYS": "old-key, older-key",
+            "IMGSTACK_ALLOWED_BUCKETS": "images,photos",
+            "MAX_AGE": "60",
+            "AUTO_AVIF": "0",
+            "SECURITY_KEY": "k",
+            "UNRELATED": "x",
+        }
+    )
+    assert values == {
+        "IMGSTACK_MAX_SOURCE_BYTES": 1048576,
+        "IMGSTACK_REQUIRE_EXPIRES": True,
+        "IMGSTACK_S3_READ_TIMEOUT": 2.5,
+        "IMGSTACK_VERIFY_KEYS": ("old-key", "older-key"),
+        "IMGSTACK_ALLOWED_BUCKETS": ("images", "photos"),
+        "MAX_AGE": 60,
+        "AUTO_AVIF": False,
+        "SECURITY_KEY": "k",
+    }
+
+
+@pytest.mark.parametrize(("name", "text"), [("MAX_AGE", "a day"), ("IMGSTACK_REQUIRE_EXPIRES", "maybe")])
+def test_bad_environment_values_are_clear_errors(name: str, text: str) -> None:
+    with pytest.raises(cfg.SettingError, match=name):
+        cfg.from_environment({name: text})
+
+
+def test_seed_tc_aws_names_are_read_and_ours_win() -> None:
+    seed_only = Config(TC_AWS_LOADER_BUCKET="legacy", TC_AWS_ENDPOINT="http://minio:9000",
+                       TC_AWS_ALLOWED_BUCKETS="a,b")
+    assert cfg.setting(seed_only, "IMGSTACK_BUCKET") == "legacy"
+    assert cfg.setting(seed_only, "IMGSTACK_S3_ENDPOINT_URL") == "http://minio:9000"
+    assert cfg.setting(seed_only, "IMGSTACK_ALLOWED_BUCKETS") == ("a", "b")
+    both = Config(TC_AWS_LOADER_BUCKET="legacy", IMGSTACK_BUCKET="ours")
+    assert cfg.setting(both, "IMGSTACK_BUCKET") == "ours"
+    seed_env = cfg.from_environment({"TC_AWS_ALLOWED_BUCKETS": "x,y"})
+    assert seed_env == {"TC_AWS_ALLOWED_BUCKETS": ("x", "y")}
+
+
+def test_every_setting_of_ours_is_documented_in_a_group() -> None:
+    ours = [name for name in Config.class_defaults if name.startswith("IMGSTACK_")]
+    assert len(ours) > 20
+    for name in ours:
+        assert Config.class_descriptions[name], name
+        assert Config.class_groups and any(name in names for names in Config.class_group_items.values()), name

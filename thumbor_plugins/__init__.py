@@ -1,0 +1,13 @@
+"""imgstack: Thumbor plugins for a private, self-hosted image service backed by MinIO/S3.
+
+Thumbor-facing modules are flat because ``thumbor.conf`` names them:
+
+- ``thumbor_plugins.loader``          LOADER
+- ``thumbor_plugins.result_storage``  RESULT_STORAGE
+- ``thumbor_plugins.app``             APP_CLASS (signature/expiry enforcement, extra routes)
+
+``thumbor_plugins.urls`` is the one URL grammar and signer (pure), ``thumbor_plugins.s3`` the one
+place that talks to S3, ``thumbor_plugins.config`` every setting of ours.
+"""
+
+__version__ = "0.1.0"

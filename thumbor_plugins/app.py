@@ -1,0 +1,216 @@
+"""Thumbor application class: ``APP_CLASS = 'thumbor_plugins.app.App'``.
+
+Replaces Thumbor's imaging handler with :class:`ImageHandler`, which
+
+1. verifies the signature and the expiry on the raw path (``thumbor_plugins.urls``) before the
+   result storage, the loader or anything else is touched: 403 / 410 / 400;
+2. locates the source (bucket allow-list, key checks) without any S3 call: 400 / 404;
+3. negotiates the output format from ``Accept`` and names the result-storage key after it;
+4. applies the default size cap, then hands over to Thumbor's pipeline;
+5. sets ``Cache-Control`` / ``Vary`` from the link's kind (expiring, permanent, versioned).
+
+:func:`validate` refuses a bad configuration at start-up.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from thumbor.app import ThumborServiceApp
+from thumbor.context import RequestParameters
+from thumbor.handlers.imaging import ImagingHandler
+
+from . import config as _config  # noqa: F401 - defines our settings before Thumbor reads them
+from . import derived, sources
+from .urls import Params, Signer, UrlError, generate, verify_request
+
+logger = logging.getLogger("imgstack")
+
+_DEFAULT_KEYS = {"", "MY_SECURE_KEY"}
+
+
+class ConfigError(RuntimeError):
+    """The configuration cannot run safely; the message says which setting to fix."""
+
+
+def _keys(context: Any) -> list[str]:
+    primary = context.server.security_key or context.config.SECURITY_KEY
+    if isinstance(primary, bytes):
+        primary = primary.decode()
+    extra = context.config.IMGSTACK_VERIFY_KEYS or ()
+    if isinstance(extra, str):
+        extra = [k.strip() for k in extra.split(",")]
+    return [primary, *[k for k in extra if k]]
+
+
+def validate(context: Any) -> None:
+    config = context.config
+    keys = _keys(context)
+    if not keys[0] or keys[0] in _DEFAULT_KEYS:
+        raise ConfigError("SECURITY_KEY is not set: refusing to start (set SECURITY_KEY to a long random secret)")
+    if config.IMGSTACK_SIGNATURE_ALGORITHM not in ("sha1", "sha256"):
+        raise ConfigError("IMGSTACK_SIGNATURE_ALGORITHM must be sha1 or sha256")
+    if not config.RESULT_STORAGE_STORES_UNSAFE and config.ALLOW_UNSAFE_URL:
+        logger.warning("ALLOW_UNSAFE_URL is on: anyone can make this server render anything")
+
+
+@dataclass(frozen=True)
+class RequestInfo:
+    """What our handler established about a request, for the result storage and the headers."""
+
+    params: Params
+    source: sources.Source
+    format: str
+    derived_key: str
+    expires_at: int | None
+
+
+def thumbor_arguments(params: Params) -> dict[str, Any]:
+    """Thumbor's RequestParameters arguments for verified ``params``."""
+    crop = params.crop or (None, None, None, None)
+    fit_in = params.fit_in or ""
+    return {
+        "debug": params.debug,
+        "meta": params.meta,
+        "trim": params.trim,
+        "crop_left": crop[0],
+        "crop_top": crop[1],
+        "crop_right": crop[2],
+        "crop_bottom": crop[3],
+        "adaptive": fit_in.startswith("adaptive-"),
+        "full": "full-" in fit_in,
+        "fit_in": bool(fit_in),
+        "width": params.width or 0,
+        "height": params.height or 0,
+        "horizontal_flip": params.flip_horizontal,
+        "vertical_flip": params.flip_vertical,
+        "halign": params.halign,
+        "valign": params.valign,
+        "smart": params.smart,
+        "filters": params.thumbor_filters(),
+        "image": params.image,
+    }
+
+
+class App(ThumborServiceApp):
+    def __init__(self, context: Any) -> None:
+        validate(context)
+        self.signer = Signer(_keys(context), context.config.IMGSTACK_SIGNATURE_ALGORITHM)
+        super().__init__(context)
+
+    def get_handlers(self) -> list:
+        handlers = super().get_handlers()
+        # Thumbor appends its own imaging route last; ours takes every remaining path instead
+        handlers[-1] = (r"/.*", ImageHandler, {"context": self.context, "signer": self.signer})
+        return handlers
+
+
+class ImageHandler(ImagingHandler):
+    imgstack: RequestInfo | None = None
+    rejection: str | None = None
+
+    def initialize(self, context: Any, signer: Signer) -> None:  # noqa: D401 - tornado hook
+        super().initialize(context)
+        self.signer = signer
+
+    def reject(self, status: int, reason: str, message: str = "") -> None:
+        """Refuse the request; ``reason`` is a short word for logs and metrics."""
+        self.rejection = reason
+        self.set_header("Cache-Control", "no-store")
+        self._error(status, f"{reason}: {message or self.request.path}")
+
+    def _verify(self) -> Params:
+        config = self.context.config
+        return verify_request(
+            self.request.path,
+            signer=self.signer,
+            now=time.time(),
+            allow_unsafe=bool(config.ALLOW_UNSAFE_URL),
+            require_expires=bool(config.IMGSTACK_REQUIRE_EXPIRES),
+            max_lifetime=int(config.IMGSTACK_MAX_LINK_LIFETIME or 0),
+        )
+
+    async def check_image(self, kwargs: dict) -> None:  # noqa: ARG002 - we parse the raw path
+        config = self.context.config
+        try:
+            params = self._verify()
+            source = sources.from_config(params.image, config)
+        except UrlError as error:
+            self.reject(error.status, error.reason, str(error))
+            return
+        except sources.SourceError as error:
+            self.reject(error.status, "bad_source" if error.status == 400 else "not_found", str(error))
+            return
+
+        fmt = derived.negotiate_for(config, params.format, self.request.headers)
+        canonical = params.without_expires()
+        self.imgstack = RequestInfo(
+            params=params,
+            source=source,
+            format=fmt,
+            derived_key=derived.derived_key(source, generate(canonical), fmt),
+            expires_at=params.expires_at,
+        )
+
+        request = RequestParameters(request=self.request, **thumbor_arguments(params))
+        request.url = generate(canonical)
+        request.imgstack = self.imgstack
+        self._apply_size_cap(request)
+        self.context.request = request
+        await self.execute_image_operations()
+
+    def _apply_size_cap(self, request: RequestParameters) -> None:
+        """No size asked: fit the original into MAX_WIDTH x MAX_HEIGHT (never upscaled).
+        A larger size asked: Thumbor clamps it to the cap in execute_image_operations."""
+        config = self.context.config
+        if request.meta or request.width == "orig" or request.height == "orig":
+            return
+        if not request.width and not request.height and config.MAX_WIDTH and config.MAX_HEIGHT:
+            request.fit_in = True
+            request.width = config.MAX_WIDTH
+            request.height = config.MAX_HEIGHT
+
+    def define_image_type(self, context: Any, result: Any) -> tuple[str, str]:
+        info = self.imgstack
+        if result is not None or info is None or context.request.meta or context.request.format:
+            return super().define_image_type(context, result)
+        engine = context.request.engine
+        from thumbor.utils import CONTENT_TYPE
+
+        extension = engine.extension
+        if not engine.is_multiple():
+            if info.format == "avif" and engine.can_auto_convert_to_avif():
+                extension = ".avif"
+            elif info.format == "webp" and engine.can_convert_to_webp():
+                extension = ".webp"
+        return extension, CONTENT_TYPE.get(extension, CONTENT_TYPE[".jpg"])
+
+    def _cache_control(self) -> str:
+        config = self.context.config
+        info = self.imgstack
+        request = getattr(self.context, "request", None)
+        max_age = int(config.MAX_AGE or 0)
+        if request is not None and (request.prevent_result_storage or request.detection_error):
+            max_age = int(config.MAX_AGE_TEMP_IMAGE or 0)
+        if info is not None and info.expires_at is not None:
+            left = max(0, int(info.expires_at - time.time()))
+            return f"private, max-age={min(left, max_age)}"
+        if info is not None and info.params.version and max_age == int(config.MAX_AGE or 0):
+            return f"public, max-age={int(config.IMGSTACK_VERSIONED_MAX_AGE)}, immutable"
+        return f"public, max-age={max_age}"
+
+    def finish(self, chunk: Any = None) -> Any:
+        if self.imgstack is not None and self.rejection is None and self._status_code in (200, 304):
+            self.set_header("Cache-Control", self._cache_control())
+            self.clear_header("Expires")
+            config = self.context.config
+            if self.imgstack.params.format is None and (config.AUTO_AVIF or config.AUTO_WEBP):
+                self.set_header("Vary", "Accept")
+            else:
+                self.clear_header("Vary")
+        elif self._status_code >= 400:
+            self.set_header("Cache-Control", "no-store")
+        return super().finish(chunk)

@@ -1,0 +1,171 @@
+"""``imgstack dev``: the whole service on one machine, without Docker.
+
+Starts a real S3 server (SeaweedFS) unless ``--s3-endpoint-url`` names an existing one, creates the
+buckets, starts Thumbor with ``config/thumbor.conf``, and prints exactly one ``READY {json}`` line
+when everything answers. SIGINT/SIGTERM stop every child process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from thumbor_plugins import embedded
+
+SAMPLES = {
+    "samples/portrait.jpg": "800px-Katherine_Maher.jpg",
+    "samples/alpha.png": "PNG_transparency_demonstration_1.png",
+}
+
+
+def _upload_samples(endpoint: str, access_key: str, secret_key: str, bucket: str) -> list[str]:
+    import thumbor
+
+    from thumbor_plugins.s3.settings import S3Settings
+    from thumbor_plugins.s3.sync import client as s3_client
+
+    fixtures = Path(thumbor.__file__).parent / "fixtures" / "filters"
+    client = s3_client(S3Settings(endpoint_url=endpoint, access_key=access_key, secret_key=secret_key))
+    keys = []
+    for key, name in SAMPLES.items():
+        path = fixtures / name
+        if not path.exists():
+            continue
+        content_type = "image/png" if name.endswith(".png") else "image/jpeg"
+        client.put_object(Bucket=bucket, Key=key, Body=path.read_bytes(), ContentType=content_type)
+        keys.append(key)
+    return keys
+
+
+class _Stop(Exception):
+    pass
+
+
+def _raise_stop(signum: int, frame: object) -> None:  # noqa: ARG001
+    raise _Stop(signum)
+
+
+@click.command(name="dev")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=int, default=None, help="Thumbor's port (default: a free one).")
+@click.option("--s3-port", type=int, default=None, help="Embedded S3 server's port (default: a free one).")
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path(".imgstack"),
+    show_default=True,
+    help="Persistent data (S3 objects, credentials, logs).",
+)
+@click.option("--no-samples", is_flag=True, help="Do not upload the sample images.")
+@click.option("--s3-endpoint-url", default=None, help="Use this S3 server (e.g. a MinIO) instead of starting one.")
+@click.option("--s3-access-key", default=None, help="Access key for --s3-endpoint-url.")
+@click.option("--s3-secret-key", default=None, help="Secret key for --s3-endpoint-url.")
+def command(
+    host: str,
+    port: int | None,
+    s3_port: int | None,
+    data_dir: Path,
+    no_samples: bool,
+    s3_endpoint_url: str | None,
+    s3_access_key: str | None,
+    s3_secret_key: str | None,
+) -> None:
+    """Run S3 + Thumbor locally; settings come from the environment (e.g. SECURITY_KEY=... imgstack dev)."""
+    if s3_endpoint_url and not (s3_access_key and s3_secret_key):
+        raise click.UsageError("--s3-endpoint-url needs --s3-access-key and --s3-secret-key")
+    for flag, value in (("--port", port), ("--s3-port", s3_port)):
+        if value is not None and not 0 < value < 65536 - embedded.GRPC_OFFSET:
+            raise click.UsageError(f"{flag} must be between 1 and {65535 - embedded.GRPC_OFFSET}")
+    data_dir = data_dir.resolve()
+    env = dict(os.environ)
+    generated = []
+    for name in ("SECURITY_KEY", "IMGSTACK_EVENTS_TOKEN"):
+        if not env.get(name):
+            env[name] = secrets.token_urlsafe(32)
+            generated.append(name)
+    bucket = env.get("IMGSTACK_ALLOWED_BUCKETS", "images").split(",")[0].strip() or "images"
+    derived_bucket = env.get("IMGSTACK_DERIVED_BUCKET", "images-derived")
+    env.setdefault("IMGSTACK_ALLOWED_BUCKETS", bucket)
+    env["IMGSTACK_DERIVED_BUCKET"] = derived_bucket
+
+    children: list = []
+    previous = {sig: signal.signal(sig, _raise_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    started = time.monotonic()
+    try:
+        if s3_endpoint_url:
+            endpoint, access_key, secret_key = s3_endpoint_url, s3_access_key, s3_secret_key
+        else:
+            s3 = embedded.start_s3(data_dir / "s3", host=host, s3_port=s3_port)
+            children.append(s3)
+            endpoint, access_key, secret_key = s3.endpoint_url, s3.access_key, s3.secret_key
+        embedded.ensure_buckets(endpoint, access_key, secret_key, [bucket, derived_bucket])
+        samples = [] if no_samples else _upload_samples(endpoint, access_key, secret_key, bucket)
+        env.update(
+            {
+                "IMGSTACK_S3_ENDPOINT_URL": endpoint,
+                "IMGSTACK_S3_ACCESS_KEY": access_key,
+                "IMGSTACK_S3_SECRET_KEY": secret_key,
+            }
+        )
+        thumbor = embedded.start_thumbor(env, data_dir / "thumbor.log", host=host, port=port)
+        children.append(thumbor)
+        ready = {
+            "thumbor_url": thumbor.url,
+            "s3_endpoint_url": endpoint,
+            "s3_access_key": access_key,
+            "s3_secret_key": secret_key,
+            "bucket": bucket,
+            "derived_bucket": derived_bucket,
+            "security_key": env["SECURITY_KEY"],
+        }
+        click.echo("READY " + json.dumps(ready), nl=True)
+        _greet(ready, samples, generated, env, time.monotonic() - started, data_dir)
+        sys.stdout.flush()
+        while all(child.process.alive() for child in children):
+            time.sleep(0.5)
+        dead = next(child for child in children if not child.process.alive())
+        click.echo(f"{dead.process.name} exited unexpectedly:\n{dead.process.log_tail()}", err=True)
+        sys.exit(1)
+    except _Stop:
+        click.echo("stopping...", err=True)
+    except embedded.StartError as error:
+        click.echo(f"imgstack dev: {error}", err=True)
+        sys.exit(1)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, signal.SIG_IGN)
+        for child in reversed(children):
+            child.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _greet(ready: dict, samples: list[str], generated: list[str], env: dict, seconds: float, data_dir: Path) -> None:
+    from thumbor_plugins.urls import build_url
+
+    lines = [f"imgstack is up in {seconds:.1f}s: Thumbor {ready['thumbor_url']}, S3 {ready['s3_endpoint_url']}"]
+    if "SECURITY_KEY" in generated:
+        lines.append(f"generated SECURITY_KEY={ready['security_key']} (set SECURITY_KEY to keep links valid across runs)")
+    if "IMGSTACK_EVENTS_TOKEN" in generated:
+        lines.append(f"generated IMGSTACK_EVENTS_TOKEN={env['IMGSTACK_EVENTS_TOKEN']}")
+    for key in samples:
+        url = build_url(
+            f"{ready['bucket']}/{key}",
+            key=ready["security_key"],
+            base=ready["thumbor_url"],
+            width=300,
+            height=200,
+            smart=True,
+            expires_in=3600,
+            algorithm=env.get("IMGSTACK_SIGNATURE_ALGORITHM", "sha1"),
+        )
+        lines.append(f"open: {url}")
+    lines.append(f"data and logs in {data_dir}; Ctrl-C stops everything")
+    click.echo("\n".join(lines))

@@ -1,0 +1,182 @@
+"""Every setting of imgstack, defined once with Thumbor's ``Config.define``.
+
+Settings are grouped (S3, Loader, Result storage, Private links, Delivery, Events, Operations) and
+each has its description here; ``imgstack`` and ``config/thumbor.conf`` read them from here.
+
+Any setting, Thumbor's or ours, can be set by an environment variable of the same name.
+:func:`from_environment` converts the text to the type of the setting's default (bool, int, float,
+list/tuple as comma-separated text, dict as JSON); ``config/thumbor.conf`` applies it last so that
+the environment wins over the file.
+
+The seed article's tc_aws names (``TC_AWS_ENDPOINT``, ``TC_AWS_REGION``, ``TC_AWS_LOADER_BUCKET``,
+``TC_AWS_LOADER_ROOT_PATH``, ``TC_AWS_ALLOWED_BUCKETS``) are read too, so a tc_aws user only changes
+``LOADER``; our own name wins when both are set (see :func:`setting`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from thumbor.config import Config
+
+MIB = 1024 * 1024
+
+# --- S3 ---------------------------------------------------------------------------------------
+Config.define(
+    "IMGSTACK_S3_ENDPOINT_URL", None,
+    "S3/MinIO endpoint, e.g. http://minio:9000 (None: AWS). Seed name: TC_AWS_ENDPOINT.", "S3")
+Config.define("IMGSTACK_S3_REGION", None, "S3 region (None: us-east-1). Seed name: TC_AWS_REGION.", "S3")
+Config.define(
+    "IMGSTACK_S3_ACCESS_KEY", None,
+    "Access key; None: the standard AWS chain (AWS_ACCESS_KEY_ID, profiles, ...).", "S3")
+Config.define("IMGSTACK_S3_SECRET_KEY", None, "Secret key; None: the standard AWS chain.", "S3")
+Config.define("IMGSTACK_S3_CONNECT_TIMEOUT", 2.0, "Seconds to open a connection to S3.", "S3")
+Config.define("IMGSTACK_S3_READ_TIMEOUT", 10.0, "Seconds to wait for S3 to send data.", "S3")
+Config.define(
+    "IMGSTACK_S3_MAX_ATTEMPTS", 2,
+    "Attempts per S3 call, first included (bounded retries of transient errors).", "S3")
+Config.define("IMGSTACK_S3_MAX_POOL_CONNECTIONS", 32, "Size of the one S3 connection pool.", "S3")
+
+# --- Loader -----------------------------------------------------------------------------------
+Config.define(
+    "IMGSTACK_BUCKET", None,
+    "Fixed originals bucket: the whole image path is the key. None: the first path segment "
+    "names the bucket. Seed name: TC_AWS_LOADER_BUCKET.", "Loader")
+Config.define(
+    "IMGSTACK_LOADER_ROOT_PATH", "",
+    "Key prefix prepended to every key the loader reads. Seed name: TC_AWS_LOADER_ROOT_PATH.", "Loader")
+Config.define(
+    "IMGSTACK_ALLOWED_BUCKETS", ("images",),
+    "Buckets the loader may read (anything else is 404). Seed name: TC_AWS_ALLOWED_BUCKETS.", "Loader")
+Config.define(
+    "IMGSTACK_MAX_SOURCE_BYTES", 64 * MIB,
+    "Byte cap for an original: larger objects are refused with 413 without reading past the cap.",
+    "Loader")
+Config.define(
+    "IMGSTACK_FALLBACK_IMAGE", None,
+    "'bucket/key' of an image served (with MAX_AGE_TEMP_IMAGE) when the original is missing. "
+    "None: missing originals are 404.", "Loader")
+
+# --- Result storage ---------------------------------------------------------------------------
+Config.define(
+    "IMGSTACK_DERIVED_BUCKET", "images-derived",
+    "Bucket of rendered results (private, written only by Thumbor).", "Result storage")
+
+# --- Private links ----------------------------------------------------------------------------
+Config.define(
+    "IMGSTACK_SIGNATURE_ALGORITHM", "sha1",
+    "URL signature: 'sha1' (Thumbor's, every client library) or 'sha256' (HMAC-SHA256).",
+    "Private links")
+Config.define(
+    "IMGSTACK_VERIFY_KEYS", (),
+    "Further keys still accepted when verifying (rotation). SECURITY_KEY signs.", "Private links")
+Config.define(
+    "IMGSTACK_REQUIRE_EXPIRES", False,
+    "Private mode: every link must carry expires(<unix s>) (403 otherwise).", "Private links")
+Config.define(
+    "IMGSTACK_MAX_LINK_LIFETIME", 0,
+    "Refuse (403) links that expire more than this many seconds from now. 0: no limit.",
+    "Private links")
+
+# --- Delivery ---------------------------------------------------------------------------------
+Config.define(
+    "IMGSTACK_MAX_PIXELS", 75_000_000,
+    "Refuse (422) originals whose header declares more pixels, before decoding.", "Delivery")
+Config.define(
+    "IMGSTACK_PRESETS_FILE", None,
+    "JSON file of named transformations (None: the presets shipped in config/presets.json).",
+    "Delivery")
+Config.define(
+    "IMGSTACK_ONLY_PRESETS", False,
+    "Refuse (403) any transformation that is not a preset.", "Delivery")
+Config.define(
+    "IMGSTACK_VERSIONED_MAX_AGE", 31536000,
+    "max-age of permanent versioned URLs (served immutable).", "Delivery")
+
+# --- Events -----------------------------------------------------------------------------------
+Config.define(
+    "IMGSTACK_EVENTS_TOKEN", None,
+    "Bearer token MinIO sends to POST /events/minio. None: the endpoint is off.", "Events")
+Config.define("IMGSTACK_EVENTS_QUEUE_SIZE", 256, "Pending events before 503 (MinIO retries).", "Events")
+Config.define("IMGSTACK_EVENTS_WORKERS", 2, "Concurrent warm/purge jobs.", "Events")
+
+# --- Operations -------------------------------------------------------------------------------
+Config.define(
+    "IMGSTACK_METRICS_TOKEN", None,
+    "Bearer token required by /metrics. None: /metrics is open.", "Operations")
+Config.define("IMGSTACK_ACCESS_LOG", True, "One JSON line per request on the imgstack.access logger.",
+              "Operations")
+
+#: seed (tc_aws) name -> our name
+SEED_ALIASES: Mapping[str, str] = {
+    "TC_AWS_ENDPOINT": "IMGSTACK_S3_ENDPOINT_URL",
+    "TC_AWS_REGION": "IMGSTACK_S3_REGION",
+    "TC_AWS_LOADER_BUCKET": "IMGSTACK_BUCKET",
+    "TC_AWS_LOADER_ROOT_PATH": "IMGSTACK_LOADER_ROOT_PATH",
+    "TC_AWS_ALLOWED_BUCKETS": "IMGSTACK_ALLOWED_BUCKETS",
+}
+_OUR_TO_SEED = {ours: seed for seed, ours in SEED_ALIASES.items()}
+
+_UNSET = object()
+
+
+def setting(config: Any, name: str) -> Any:
+    """The value of our setting ``name``; if it was not set (still its default), the tc_aws seed
+    name's value when that one was set. Our own name wins when both are set."""
+    value = getattr(config, name)
+    seed = _OUR_TO_SEED.get(name)
+    if seed is not None and value == Config.class_defaults.get(name):
+        seed_value = getattr(config, seed, _UNSET)
+        if seed_value is not _UNSET and seed_value is not None:
+            return _convert(name, seed_value) if isinstance(seed_value, str) else seed_value
+    return value
+
+
+class SettingError(ValueError):
+    """An environment variable whose text does not fit its setting's type."""
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _convert(name: str, text: str) -> Any:
+    default = Config.class_defaults.get(name)
+    try:
+        if isinstance(default, bool):
+            low = text.strip().lower()
+            if low in _TRUE:
+                return True
+            if low in _FALSE:
+                return False
+            raise ValueError("expected true/false")
+        if isinstance(default, int):
+            return int(text)
+        if isinstance(default, float):
+            return float(text)
+        if isinstance(default, (list, tuple)):
+            items = [item.strip() for item in text.split(",") if item.strip()]
+            return type(default)(items)
+        if isinstance(default, dict):
+            value = json.loads(text)
+            if not isinstance(value, dict):
+                raise ValueError("expected a JSON object")
+            return value
+    except ValueError as error:
+        raise SettingError(f"{name}={text!r}: {error}") from None
+    return text
+
+
+def from_environment(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Settings (Thumbor's and ours, plus the tc_aws seed names) found in the environment,
+    converted to the type of each setting's default."""
+    environ = os.environ if environ is None else environ
+    known = set(Config.class_defaults) | set(SEED_ALIASES)
+    values = {}
+    for name in sorted(known & set(environ)):
+        target = SEED_ALIASES.get(name, name)
+        values[name] = _convert(target, environ[name])
+    return values

@@ -1,0 +1,81 @@
+"""Thumbor result storage in the derived bucket: ``RESULT_STORAGE = 'thumbor_plugins.result_storage'``.
+
+Holds the shared S3 client (composition, not inheritance). One GET per lookup, no HEAD first.
+The key (:mod:`thumbor_plugins.derived`) comes from the request as verified by our handler
+(``context.request.imgstack``); a request that did not pass through it is never stored.
+``RESULT_STORAGE_EXPIRATION_SECONDS`` > 0 makes older results a miss. A failed write is logged and
+the response still succeeds.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+
+from thumbor.result_storages import BaseStorage, ResultStorageResult
+
+from .s3 import NotFound, S3Error
+from .s3.aio import for_config
+
+logger = logging.getLogger("imgstack.result_storage")
+
+
+class Storage(BaseStorage):
+    def __init__(self, context) -> None:  # noqa: ANN001
+        super().__init__(context)
+        self.s3 = for_config(context.config)
+        self.bucket = context.config.IMGSTACK_DERIVED_BUCKET
+        self._last_modified: datetime.datetime | None = None
+
+    @property
+    def key(self) -> str | None:
+        info = getattr(self.context.request, "imgstack", None)
+        return info.derived_key if info is not None else None
+
+    def _expired(self, last_modified: datetime.datetime | None) -> bool:
+        ttl = int(self.context.config.RESULT_STORAGE_EXPIRATION_SECONDS or 0)
+        if ttl <= 0 or last_modified is None:
+            return False
+        age = datetime.datetime.now(datetime.timezone.utc) - last_modified
+        return age.total_seconds() > ttl
+
+    async def get(self) -> ResultStorageResult | None:
+        key = self.key
+        if key is None:
+            return None
+        try:
+            data = await self.s3.get(self.bucket, key)
+        except NotFound:
+            return None
+        except S3Error as error:
+            # a broken result storage must not break rendering: treat as a miss
+            logger.warning("result storage read %s failed: %s", key, error)
+            return None
+        if self._expired(data.last_modified):
+            return None
+        self._last_modified = data.last_modified
+        return ResultStorageResult(
+            buffer=data.body,
+            metadata={
+                "LastModified": data.last_modified,
+                "ContentType": data.content_type,
+                "ContentLength": len(data.body),
+            },
+            successful=True,
+        )
+
+    async def put(self, image_bytes: bytes) -> str | None:
+        key = self.key
+        if key is None:
+            return None
+        from thumbor.engines import BaseEngine
+
+        try:
+            await self.s3.put(self.bucket, key, image_bytes, content_type=BaseEngine.get_mimetype(image_bytes))
+        except S3Error as error:
+            logger.error("result storage write %s failed: %s", key, error)
+            return None
+        return key
+
+    async def last_updated(self) -> datetime.datetime | None:
+        return self._last_modified

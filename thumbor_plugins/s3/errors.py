@@ -1,0 +1,34 @@
+"""S3 errors as values our plugins map to HTTP statuses (hierarchy in the package docstring)."""
+
+from __future__ import annotations
+
+
+class S3Error(Exception):
+    status = 502
+
+
+class NotFound(S3Error):
+    status = 404
+
+
+class TooLarge(S3Error):
+    status = 413
+
+    def __init__(self, size: int | None, cap: int) -> None:
+        super().__init__(f"object of {size if size is not None else 'unknown'} bytes is over the cap of {cap}")
+        self.size = size
+        self.cap = cap
+
+
+class AccessDenied(S3Error):
+    status = 502
+
+
+class Unavailable(S3Error):
+    def __init__(self, message: str, *, timeout: bool = False) -> None:
+        super().__init__(message)
+        self.timeout = timeout
+
+    @property
+    def status(self) -> int:  # type: ignore[override]
+        return 504 if self.timeout else 502

@@ -1,0 +1,74 @@
+"""Connection settings for S3, shared by the server (from Thumbor's config) and the CLI (from the
+standard AWS environment variables)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.config import Config as BotoConfig
+
+
+@dataclass(frozen=True)
+class S3Settings:
+    endpoint_url: str | None = None
+    region: str | None = None
+    access_key: str | None = None
+    secret_key: str | None = None
+    connect_timeout: float = 2.0
+    read_timeout: float = 10.0
+    max_attempts: int = 2
+    max_pool_connections: int = 32
+
+    @classmethod
+    def from_config(cls, config: Any) -> "S3Settings":
+        """From Thumbor's config (our IMGSTACK_S3_* names, or the tc_aws seed names)."""
+        from thumbor_plugins.config import setting
+
+        return cls(
+            endpoint_url=setting(config, "IMGSTACK_S3_ENDPOINT_URL") or None,
+            region=setting(config, "IMGSTACK_S3_REGION") or None,
+            access_key=config.IMGSTACK_S3_ACCESS_KEY or None,
+            secret_key=config.IMGSTACK_S3_SECRET_KEY or None,
+            connect_timeout=float(config.IMGSTACK_S3_CONNECT_TIMEOUT),
+            read_timeout=float(config.IMGSTACK_S3_READ_TIMEOUT),
+            max_attempts=int(config.IMGSTACK_S3_MAX_ATTEMPTS),
+            max_pool_connections=int(config.IMGSTACK_S3_MAX_POOL_CONNECTIONS),
+        )
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "S3Settings":
+        """From the standard variables (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
+        AWS_REGION / AWS_DEFAULT_REGION); ``overrides`` (e.g. from CLI flags) win when not None."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {
+            "endpoint_url": env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL") or None,
+            "region": env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or None,
+            "access_key": env.get("AWS_ACCESS_KEY_ID") or None,
+            "secret_key": env.get("AWS_SECRET_ACCESS_KEY") or None,
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    def client_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for ``create_client("s3", **kwargs)`` (boto3 and aiobotocore alike).
+        Path-style addressing: MinIO and SeaweedFS do not serve virtual-host buckets by default."""
+        kwargs: dict[str, Any] = {
+            "region_name": self.region or "us-east-1",
+            "config": BotoConfig(
+                connect_timeout=self.connect_timeout,
+                read_timeout=self.read_timeout,
+                retries={"max_attempts": self.max_attempts, "mode": "standard"},
+                max_pool_connections=self.max_pool_connections,
+                s3={"addressing_style": "path"},
+                signature_version="s3v4",
+            ),
+        }
+        if self.endpoint_url:
+            kwargs["endpoint_url"] = self.endpoint_url
+        if self.access_key and self.secret_key:
+            kwargs["aws_access_key_id"] = self.access_key
+            kwargs["aws_secret_access_key"] = self.secret_key
+        return kwargs

@@ -1,0 +1,83 @@
+"""Where an image URL's source lives in S3: bucket and key from the URL's image part.
+
+Pure (no Thumbor, no S3): the loader, the request handler (to refuse bad sources before any S3
+call), the result storage (to prefix derived keys) and the events endpoint all use it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import quote, unquote
+
+
+class SourceError(ValueError):
+    """A source the service must not read: ``status`` is 400 (malformed) or 404 (not allowed)."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Source:
+    bucket: str
+    key: str
+
+    @property
+    def prefix(self) -> str:
+        """Prefix of every derived object of this original in the derived bucket."""
+        return f"{self.bucket}/{self.key}/"
+
+
+_FORBIDDEN_CHARS = ("\x00", "\r", "\n")
+
+
+def locate(
+    image: str,
+    *,
+    allowed_buckets: tuple[str, ...] | list[str],
+    fixed_bucket: str | None = None,
+    root_path: str = "",
+) -> Source:
+    """The S3 object of a URL's image part. ``image`` is percent-encoded as in the URL and is
+    decoded exactly once (so ``%252e%252e`` is the literal key ``%2e%2e``, never ``..``).
+
+    Refuses (400) empty keys, ``.``/``..`` segments, NUL/CR/LF; refuses (404) buckets outside
+    ``allowed_buckets``.
+    """
+    decoded = unquote(image, errors="strict") if "%" in image else image
+    if any(ch in decoded for ch in _FORBIDDEN_CHARS):
+        raise SourceError("control characters in key", 400)
+    decoded = decoded.lstrip("/")
+    if fixed_bucket:
+        bucket, key = fixed_bucket, decoded
+    else:
+        bucket, _, key = decoded.partition("/")
+    if root_path:
+        key = root_path.strip("/") + "/" + key
+    if not key:
+        raise SourceError("no key in image path", 400)
+    if any(segment in (".", "..") for segment in key.split("/")):
+        raise SourceError("relative segments in key", 400)
+    if bucket not in allowed_buckets:
+        raise SourceError(f"bucket {bucket!r} is not allowed", 404)
+    return Source(bucket, key)
+
+
+def from_config(image: str, config) -> Source:  # type: ignore[no-untyped-def]
+    """:func:`locate` with the loader settings of a Thumbor config (ours, or the tc_aws names)."""
+    from .config import setting
+
+    allowed = setting(config, "IMGSTACK_ALLOWED_BUCKETS")
+    fixed = setting(config, "IMGSTACK_BUCKET")
+    if isinstance(allowed, str):
+        allowed = tuple(b.strip() for b in allowed.split(",") if b.strip())
+    if fixed and fixed not in allowed:
+        allowed = (*allowed, fixed)
+    return locate(image, allowed_buckets=tuple(allowed), fixed_bucket=fixed,
+                  root_path=setting(config, "IMGSTACK_LOADER_ROOT_PATH") or "")
+
+
+def url_path(bucket: str, key: str) -> str:
+    """The image part of a URL for ``bucket/key`` (percent-encoded once)."""
+    return quote(f"{bucket}/{key}", safe="/")
