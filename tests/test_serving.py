@@ -26,9 +26,16 @@ def upload(s3, key: str, name: str = JPEG, bucket: str = BUCKET) -> bytes:
     return body
 
 
-def derived_objects(s3, key: str) -> list[str]:
-    listing = s3.list_objects_v2(Bucket=DERIVED, Prefix=f"{BUCKET}/{key}/")
-    return [item["Key"] for item in listing.get("Contents", [])]
+def derived_objects(s3, key: str, *, at_least: int = 0, wait: float = 10.0) -> list[str]:
+    """Derived objects of ``key``; Thumbor stores a result after answering, so wait (bounded) for
+    ``at_least`` of them to appear."""
+    deadline = time.monotonic() + wait
+    while True:
+        listing = s3.list_objects_v2(Bucket=DERIVED, Prefix=f"{BUCKET}/{key}/")
+        keys = [item["Key"] for item in listing.get("Contents", [])]
+        if len(keys) >= at_least or time.monotonic() > deadline:
+            return keys
+        time.sleep(0.1)
 
 
 def test_signed_url_renders_a_real_jpeg(s3, thumbor, uid) -> None:
@@ -89,7 +96,7 @@ def test_second_request_is_a_result_storage_hit(s3, thumbor, uid) -> None:
     url = sign(f"{BUCKET}/{key}", base=thumbor.url, width=120, height=80)
     first = httpx.get(url, headers=PLAIN)
     assert first.status_code == 200
-    assert len(derived_objects(s3, key)) == 1
+    assert len(derived_objects(s3, key, at_least=1)) == 1
     # the source is gone: a 200 now can only come from the result storage, not the loader
     s3.delete_object(Bucket=BUCKET, Key=key)
     second = httpx.get(url, headers=PLAIN)

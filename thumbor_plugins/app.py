@@ -24,7 +24,7 @@ from thumbor.context import RequestParameters
 from thumbor.handlers.imaging import ImagingHandler
 
 from . import config as _config  # noqa: F401 - defines our settings before Thumbor reads them
-from . import derived, sources
+from . import derived, observe, sources
 from .urls import Params, Signer, UrlError, generate, verify_request
 
 logger = logging.getLogger("imgstack")
@@ -111,6 +111,7 @@ class App(ThumborServiceApp):
 class ImageHandler(ImagingHandler):
     imgstack: RequestInfo | None = None
     rejection: str | None = None
+    _request_parameters: RequestParameters | None = None
 
     def initialize(self, context: Any, signer: Signer) -> None:  # noqa: D401 - tornado hook
         super().initialize(context)
@@ -159,7 +160,7 @@ class ImageHandler(ImagingHandler):
         request.url = generate(canonical)
         request.imgstack = self.imgstack
         self._apply_size_cap(request)
-        self.context.request = request
+        self.context.request = self._request_parameters = request
         await self.execute_image_operations()
 
     def _apply_size_cap(self, request: RequestParameters) -> None:
@@ -187,6 +188,30 @@ class ImageHandler(ImagingHandler):
             elif info.format == "webp" and engine.can_convert_to_webp():
                 extension = ".webp"
         return extension, CONTENT_TYPE.get(extension, CONTENT_TYPE[".jpg"])
+
+    async def _write_results_to_client(self, results: Any, content_type: str) -> None:
+        loaded_at = getattr(self.context.request, "imgstack_loaded_at", None)
+        if loaded_at is not None:
+            observe.rendered(time.perf_counter() - loaded_at)
+        await super()._write_results_to_client(results, content_type)
+
+    def on_finish(self) -> None:
+        request = self._request_parameters
+        status = self.get_status()
+        reason = self.rejection or getattr(request, "imgstack_rejection", None)
+        if reason is None and status in (502, 503, 504):
+            reason = "s3_unavailable"
+        observe.request_finished(
+            kind="image",
+            method=self.request.method or "",
+            status=status,
+            seconds=self.request.request_time(),
+            reason=reason,
+            cache_hit=getattr(request, "imgstack_cache_hit", None),
+            bytes_sent=getattr(self, "_response_length", None),
+            path=self.request.path,
+        )
+        super().on_finish()
 
     def _cache_control(self) -> str:
         config = self.context.config

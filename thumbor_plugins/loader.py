@@ -9,10 +9,11 @@ expects: missing → 404 (or the fallback image), S3 unreachable → 502, timeou
 from __future__ import annotations
 
 import logging
+import time
 
 from thumbor.loaders import LoaderResult
 
-from . import limits, sources
+from . import limits, observe, sources
 from .s3 import NotFound, S3Error, TooLarge, Unavailable
 from .s3.aio import for_config
 
@@ -41,11 +42,18 @@ def _failure(error: S3Error) -> LoaderResult:
 
 async def _fetch(context, source: sources.Source) -> LoaderResult:  # noqa: ANN001
     s3 = for_config(context.config)
-    data = await s3.get(source.bucket, source.key, max_bytes=int(context.config.IMGSTACK_MAX_SOURCE_BYTES))
+    started, before = time.perf_counter(), s3.bytes_read
+    try:
+        data = await s3.get(source.bucket, source.key, max_bytes=int(context.config.IMGSTACK_MAX_SOURCE_BYTES))
+    finally:
+        observe.s3_fetch(time.perf_counter() - started, s3.bytes_read - before)
+    # rendering is timed from here to the response (thumbor_plugins.app)
+    context.request.imgstack_loaded_at = time.perf_counter()
     try:
         limits.check_pixels(data.body, int(context.config.IMGSTACK_MAX_PIXELS))
     except limits.TooManyPixels as error:
         logger.warning("refused %s/%s: %s", source.bucket, source.key, error)
+        context.request.imgstack_rejection = "too_many_pixels"
         return LoaderResult(successful=False, error=422)
     return LoaderResult(
         buffer=data.body,
@@ -74,6 +82,8 @@ async def load(context, url: str) -> LoaderResult:  # noqa: ANN001
         context.request.prevent_result_storage = True
         return result
     except S3Error as error:
-        if not isinstance(error, TooLarge):
+        if isinstance(error, TooLarge):
+            context.request.imgstack_rejection = "too_large"
+        else:
             logger.warning("S3 read of %s/%s failed: %s", source.bucket, source.key, error)
         return _failure(error)

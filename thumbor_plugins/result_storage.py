@@ -14,6 +14,7 @@ import logging
 
 from thumbor.result_storages import BaseStorage, ResultStorageResult
 
+from . import observe
 from .s3 import NotFound, S3Error
 from .s3.aio import for_config
 
@@ -43,15 +44,12 @@ class Storage(BaseStorage):
         key = self.key
         if key is None:
             return None
-        try:
-            data = await self.s3.get(self.bucket, key)
-        except NotFound:
-            return None
-        except S3Error as error:
-            # a broken result storage must not break rendering: treat as a miss
-            logger.warning("result storage read %s failed: %s", key, error)
-            return None
-        if self._expired(data.last_modified):
+        data = await self._read(key)
+        if data is not None and self._expired(data.last_modified):
+            data = None
+        observe.result_storage(hit=data is not None)
+        self.context.request.imgstack_cache_hit = data is not None
+        if data is None:
             return None
         self._last_modified = data.last_modified
         return ResultStorageResult(
@@ -63,6 +61,16 @@ class Storage(BaseStorage):
             },
             successful=True,
         )
+
+    async def _read(self, key: str):  # noqa: ANN202
+        try:
+            return await self.s3.get(self.bucket, key)
+        except NotFound:
+            return None
+        except S3Error as error:
+            # a broken result storage must not break rendering: treat as a miss
+            logger.warning("result storage read %s failed: %s", key, error)
+            return None
 
     async def put(self, image_bytes: bytes) -> str | None:
         key = self.key
