@@ -24,8 +24,8 @@ from thumbor.context import RequestParameters
 from thumbor.handlers.imaging import ImagingHandler
 
 from . import config as _config  # noqa: F401 - defines our settings before Thumbor reads them
-from . import derived, observe, sources
-from .urls import Params, Signer, UrlError, generate, verify_request
+from . import derived, observe, presets, sources
+from .urls import NotAPreset, Params, Signer, UrlError, generate, verify_request
 
 logger = logging.getLogger("imgstack")
 
@@ -53,6 +53,12 @@ def validate(context: Any) -> None:
         raise ConfigError("SECURITY_KEY is not set: refusing to start (set SECURITY_KEY to a long random secret)")
     if config.IMGSTACK_SIGNATURE_ALGORITHM not in ("sha1", "sha256"):
         raise ConfigError("IMGSTACK_SIGNATURE_ALGORITHM must be sha1 or sha256")
+    try:
+        known = presets.load(config.IMGSTACK_PRESETS_FILE)
+    except presets.PresetError as error:
+        raise ConfigError(str(error)) from None
+    if config.IMGSTACK_ONLY_PRESETS and not known:
+        raise ConfigError("IMGSTACK_ONLY_PRESETS is on but the presets file defines no preset")
     if not config.RESULT_STORAGE_STORES_UNSAFE and config.ALLOW_UNSAFE_URL:
         logger.warning("ALLOW_UNSAFE_URL is on: anyone can make this server render anything")
 
@@ -125,7 +131,7 @@ class ImageHandler(ImagingHandler):
 
     def _verify(self) -> Params:
         config = self.context.config
-        return verify_request(
+        params = verify_request(
             self.request.path,
             signer=self.signer,
             now=time.time(),
@@ -133,6 +139,9 @@ class ImageHandler(ImagingHandler):
             require_expires=bool(config.IMGSTACK_REQUIRE_EXPIRES),
             max_lifetime=int(config.IMGSTACK_MAX_LINK_LIFETIME or 0),
         )
+        if config.IMGSTACK_ONLY_PRESETS and presets.matches(params, presets.load(config.IMGSTACK_PRESETS_FILE)) is None:
+            raise NotAPreset("only presets are served (IMGSTACK_ONLY_PRESETS)")
+        return params
 
     async def check_image(self, kwargs: dict) -> None:  # noqa: ARG002 - we parse the raw path
         config = self.context.config

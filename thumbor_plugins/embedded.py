@@ -260,11 +260,10 @@ class Thumbor:
 
 def thumbor_conf() -> Path:
     """The production config shipped with the project (env-driven)."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here.parent / "config" / "thumbor.conf", here / "data" / "thumbor.conf"):
-        if candidate.exists():
-            return candidate
-    raise StartError("config/thumbor.conf not found")
+    conf = Path(__file__).resolve().parent.parent / "config" / "thumbor.conf"
+    if not conf.exists():
+        raise StartError(f"{conf} not found: run from a checkout of the project (scripts/setup)")
+    return conf
 
 
 def start_thumbor(
