@@ -25,7 +25,7 @@ from thumbor.handlers.imaging import ImagingHandler
 
 from . import config as _config  # noqa: F401 - defines our settings before Thumbor reads them
 from . import derived, observe, presets, sources
-from .urls import NotAPreset, Params, Signer, UrlError, generate, verify_request
+from .urls import NotAPreset, Params, Signer, UrlError, cache_max_age, generate, verify_request
 
 logger = logging.getLogger("imgstack")
 
@@ -223,16 +223,17 @@ class ImageHandler(ImagingHandler):
         super().on_finish()
 
     def _cache_control(self) -> str:
+        """Expiring link: private, never cacheable past expiry. Stand-in (fallback image):
+        MAX_AGE_TEMP_IMAGE. Permanent versioned link: a year, immutable. Otherwise MAX_AGE."""
         config = self.context.config
         info = self.imgstack
-        request = getattr(self.context, "request", None)
-        max_age = int(config.MAX_AGE or 0)
-        if request is not None and (request.prevent_result_storage or request.detection_error):
-            max_age = int(config.MAX_AGE_TEMP_IMAGE or 0)
-        if info is not None and info.expires_at is not None:
-            left = max(0, int(info.expires_at - time.time()))
-            return f"private, max-age={min(left, max_age)}"
-        if info is not None and info.params.version and max_age == int(config.MAX_AGE or 0):
+        request = self.context.request
+        temporary = request.prevent_result_storage or request.detection_error
+        max_age = int((config.MAX_AGE_TEMP_IMAGE if temporary else config.MAX_AGE) or 0)
+        left = cache_max_age(info.params, time.time(), max_age)
+        if left is not None:
+            return f"private, max-age={left}"
+        if info.params.version and not temporary:
             return f"public, max-age={int(config.IMGSTACK_VERSIONED_MAX_AGE)}, immutable"
         return f"public, max-age={max_age}"
 

@@ -223,8 +223,10 @@ def start_s3(
 
 
 def ensure_buckets(endpoint_url: str, access_key: str, secret_key: str, buckets: list[str], timeout: float = 30) -> None:
-    """Create the buckets that are missing (retrying while a fresh server settles)."""
-    from botocore.exceptions import ClientError
+    """Create the buckets that are missing, retrying while a fresh server settles; then write,
+    read and delete a probe object, since a SeaweedFS restarted on old data answers listings
+    before its volume server can serve objects."""
+    from botocore.exceptions import BotoCoreError, ClientError
 
     from .s3.settings import S3Settings
     from .s3.sync import client as s3_client
@@ -234,19 +236,25 @@ def ensure_buckets(endpoint_url: str, access_key: str, secret_key: str, buckets:
     for bucket in buckets:
         while True:
             try:
-                client.head_bucket(Bucket=bucket)
+                existing = {b["Name"] for b in client.list_buckets().get("Buckets", [])}
+                if bucket not in existing:
+                    client.create_bucket(Bucket=bucket)
                 break
-            except ClientError as error:
-                code = str(error.response.get("Error", {}).get("Code"))
-                try:
-                    if code in ("404", "NoSuchBucket", "NotFound"):
-                        client.create_bucket(Bucket=bucket)
-                        break
+            except (ClientError, BotoCoreError):
+                if time.monotonic() > deadline:
                     raise
-                except ClientError:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.5)
+                time.sleep(0.5)
+    probe = f".imgstack-probe-{secrets.token_hex(4)}"
+    while buckets:
+        try:
+            client.put_object(Bucket=buckets[0], Key=probe, Body=b"probe")
+            client.get_object(Bucket=buckets[0], Key=probe)["Body"].read()
+            client.delete_object(Bucket=buckets[0], Key=probe)
+            return
+        except (ClientError, BotoCoreError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
 
 
 @dataclass
