@@ -1,0 +1,262 @@
+"""``imgstack sync``: keep a folder and a bucket prefix in step (logic in :mod:`thumbor_plugins.sync`)."""
+
+from __future__ import annotations
+
+import re
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from thumbor_plugins.cli.url import _parse_size
+from thumbor_plugins.sync import (
+    DEFAULT_JOBS,
+    Change,
+    DeletePolicy,
+    Outcome,
+    Plan,
+    Refused,
+    Reporter,
+    S3Location,
+    SyncError,
+    SyncJob,
+    Syncer,
+)
+from thumbor_plugins.sync._location import is_s3
+from thumbor_plugins.sync._mime import is_image
+
+EXIT_OK, EXIT_FAILED, EXIT_REFUSED, EXIT_REMOTE = 0, 1, 2, 3
+
+_BYTES = re.compile(r"(?P<n>[0-9]+)\s*(?P<unit>|b|k|kb|kib|m|mb|mib|g|gb|gib)", re.IGNORECASE)
+_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+
+
+def _parse_bytes(ctx: click.Context, param: click.Parameter, value: str) -> int:
+    """``64MiB``, ``64MB`` (binary units too), ``5m`` or a plain number of bytes."""
+    match = _BYTES.fullmatch(str(value).strip())
+    if not match:
+        raise click.BadParameter(f"expected a size like 64MB, 5MiB or 1048576, got {value!r}")
+    return int(match["n"]) * _UNITS[match["unit"][:1].lower()]
+
+
+class _Exit(click.ClickException):
+    """A clear one-line error with our exit code (no traceback)."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def _fail(error: SyncError) -> _Exit:
+    return _Exit(str(error), error.exit_code)
+
+
+class _CliReporter(Reporter):
+    """Progress bar on a terminal (stderr), failures on stderr, signed URLs on stdout."""
+
+    def __init__(self, *, bar: bool, verbose: bool, url_for: Callable[[str], str] | None) -> None:
+        self.bar_enabled = bar
+        self.verbose = verbose
+        self.url_for = url_for
+        self._bar: Any = None
+        self._lock = threading.Lock()
+
+    def _write(self, text: str, *, err: bool) -> None:
+        if self._bar is not None:
+            from tqdm import tqdm
+
+            tqdm.write(text, file=sys.stderr if err else sys.stdout)
+        else:
+            click.echo(text, err=err)
+
+    def start(self, plan: Plan, job: SyncJob) -> None:
+        if self.bar_enabled and plan.transfers:
+            from tqdm import tqdm
+
+            verb = "uploading" if job.direction == "push" else "downloading"
+            self._bar = tqdm(total=plan.transfer_bytes, unit="B", unit_scale=True, unit_divisor=1024,
+                             file=sys.stderr, desc=f"{verb} {len(plan.transfers)} files", leave=False)
+
+    def progress(self, nbytes: int) -> None:
+        if self._bar is not None:
+            with self._lock:
+                self._bar.update(nbytes)
+
+    def done(self, op: str, change: Change, key: str, error: str | None) -> None:
+        if error is not None:
+            self._write(f"failed to {op} {change.rel!r}: {error}", err=True)
+            return
+        if self.verbose:
+            self._write(f"{op} {change.rel!r} ({change.reason}, {change.size} bytes)", err=True)
+        if op == "upload" and self.url_for is not None and is_image(change.rel):
+            self._write(self.url_for(key), err=False)
+
+    def finish(self, outcome: Outcome) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+HELP = """Keep a folder and a bucket prefix in step.
+
+\b
+  imgstack sync ./photos s3://images/photos/      push: upload new and changed files
+  imgstack sync s3://images/photos/ ./photos      pull: download new and changed objects
+
+Files are compared by size, then content (MD5 against the ETag, or the MD5 stored in the
+object's metadata for multipart uploads), never by timestamps. The bucket is read with one
+listing. Keys are the files' paths relative to the folder, under the prefix, exactly as named.
+
+--delete also removes what the source no longer has. It refuses (exit code 2) when the source
+is empty, or when it would delete more than --max-delete (default: more than 50% of the
+destination and more than 10 entries), unless --force. A missing source folder is always an
+error. Paths matching --exclude or a line of the folder's .imgstackignore (gitignore-like
+globs, # comments) are neither transferred nor deleted.
+
+Credentials and endpoint: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL (or
+--endpoint-url), AWS_REGION.
+
+\b
+Exit codes:
+  0  in step (or nothing to do; --watch stopped by Ctrl-C/SIGTERM)
+  1  some transfers or deletions failed (listed on stderr)
+  2  usage error, or refused (unsafe --delete, missing source folder)
+  3  S3 unusable: credentials refused, no such bucket, endpoint unreachable
+"""
+
+
+@click.command("sync", help=HELP)
+@click.argument("src")
+@click.argument("dest")
+@click.option("--delete", is_flag=True, help="Remove from DEST what SRC does not have (default: keep).")
+@click.option("--force", is_flag=True, help="Allow --delete to empty DEST or to exceed --max-delete.")
+@click.option("--max-delete", metavar="N|P%",
+              help="Most deletions allowed without --force: a count (100) or a share of DEST (20%).")
+@click.option("-n", "--dry-run", is_flag=True, help="Print the plan; change nothing.")
+@click.option("--exclude", "excludes", multiple=True, metavar="GLOB",
+              help="Leave out matching paths (repeatable; gitignore syntax, like .imgstackignore).")
+@click.option("--watch", is_flag=True, help="After syncing, keep watching the folder and push changes (push only).")
+@click.option("--debounce", type=click.IntRange(min=1), default=1600, show_default=True, metavar="MS",
+              help="With --watch: gather changes for up to this many milliseconds.")
+@click.option("--print-urls", is_flag=True, help="Print a signed URL for every uploaded image (stdout).")
+@click.option("--key", envvar="SECURITY_KEY", show_envvar=True, help="Signing key for --print-urls.")
+@click.option("--base", envvar="IMGSTACK_URL", show_envvar=True, default="", metavar="URL",
+              help="Base of the printed URLs, e.g. https://img.example.com")
+@click.option("--size", callback=_parse_size, metavar="WxH", help="Size in the printed URLs, e.g. 300x200.")
+@click.option("--expires", "expires_in", type=click.IntRange(min=1), metavar="SECONDS",
+              help="Lifetime of the printed URLs.")
+@click.option("--algorithm", type=click.Choice(["sha1", "sha256"]), default="sha1",
+              envvar="IMGSTACK_SIGNATURE_ALGORITHM", show_envvar=True, help="Signature of the printed URLs.")
+@click.option("--endpoint-url", metavar="URL", help="S3 endpoint (default: AWS_ENDPOINT_URL).")
+@click.option("-j", "--jobs", type=click.IntRange(1, 64), default=DEFAULT_JOBS, show_default=True,
+              help="Parallel transfers.")
+@click.option("--multipart-threshold", type=str, callback=_parse_bytes, default="64MiB",
+              envvar="IMGSTACK_SYNC_MULTIPART_THRESHOLD", show_envvar=True, metavar="SIZE",
+              show_default=True, help="Files from this size on are sent in parts.")
+@click.option("--part-size", type=str, callback=_parse_bytes, default="16MiB",
+              envvar="IMGSTACK_SYNC_PART_SIZE", show_envvar=True, metavar="SIZE",
+              show_default=True, help="Part size of multipart uploads (at least 5MiB).")
+@click.option("-v", "--verbose", is_flag=True, help="List every transfer and deletion.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar, no summary line.")
+def command(src: str, dest: str, delete: bool, force: bool, max_delete: str | None, dry_run: bool,
+            excludes: tuple[str, ...], watch: bool, debounce: int, print_urls: bool, key: str | None,
+            base: str, size: tuple[int | None, int | None] | None, expires_in: int | None, algorithm: str,
+            endpoint_url: str | None, jobs: int, multipart_threshold: int, part_size: int, verbose: bool,
+            quiet: bool) -> None:
+    if is_s3(src) == is_s3(dest):
+        raise click.UsageError("one of SRC and DEST must be a folder and the other s3://BUCKET/PREFIX/")
+    direction = "pull" if is_s3(src) else "push"
+    if watch and direction == "pull":
+        raise click.UsageError("--watch watches a local folder: use it when pushing (SRC is the folder)")
+    if watch and dry_run:
+        raise click.UsageError("--watch and --dry-run do not go together")
+    if print_urls and direction == "pull":
+        raise click.UsageError("--print-urls prints URLs of uploaded images: use it when pushing")
+    if print_urls and not key:
+        raise click.UsageError("--print-urls needs a signing key: set SECURITY_KEY or pass --key")
+    try:
+        location = S3Location.parse(src if direction == "pull" else dest)
+        policy = DeletePolicy.parse(max_delete, force=force)
+    except Refused as error:
+        raise click.UsageError(str(error)) from None
+    folder = Path(dest if direction == "pull" else src).expanduser()
+    job = SyncJob(direction, folder, location, delete=delete, dry_run=dry_run, policy=policy,
+                  excludes=excludes, jobs=jobs, multipart_threshold=multipart_threshold,
+                  part_size=max(part_size, 5 << 20))
+
+    url_for = None
+    if print_urls:
+        width, height = size or (None, None)
+
+        def url_for(object_key: str) -> str:
+            from thumbor_plugins.urls import build_url
+
+            return build_url(f"{location.bucket}/{object_key}", key=key or "", base=base, width=width,
+                             height=height, expires_in=expires_in, algorithm=algorithm)
+
+    from thumbor_plugins.s3 import S3Settings
+    from thumbor_plugins.s3.sync import client
+
+    settings = S3Settings.from_env(endpoint_url=endpoint_url, max_pool_connections=max(32, jobs * 2))
+    reporter = _CliReporter(bar=not quiet and sys.stderr.isatty(), verbose=verbose, url_for=url_for)
+    syncer = Syncer(job, client(settings), reporter=reporter)
+
+    try:
+        outcome = syncer.run()
+    except SyncError as error:
+        raise _fail(error) from None
+    if dry_run and outcome.plan is not None:
+        for line in outcome.plan.lines(job.source, job.dest):
+            click.echo(line)
+    if not quiet:
+        click.echo(outcome.summary(), err=True)
+    if watch:
+        outcome = _watch(syncer, debounce, quiet) or outcome
+    sys.exit(EXIT_OK if outcome.ok else EXIT_FAILED)
+
+
+def _watch(syncer: Syncer, debounce: int, quiet: bool) -> Outcome | None:
+    """Sync again after every batch of changes until Ctrl-C or SIGTERM. Each batch is a full run
+    (one listing, same safety rules); the hash cache spares unchanged files. Returns the last
+    outcome."""
+    import watchfiles
+
+    root = syncer.job.root
+    stop = threading.Event()
+    previous: dict[int, Any] = {}
+
+    def on_signal(signum: int, frame: Any) -> None:
+        if stop.is_set():  # a second Ctrl-C: stop now
+            raise KeyboardInterrupt
+        stop.set()
+
+    in_main = threading.current_thread() is threading.main_thread()
+    if in_main:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous[signum] = signal.signal(signum, on_signal)
+    last: Outcome | None = None
+    if not quiet:
+        click.echo(f"watching {root} (Ctrl-C to stop)", err=True)
+    try:
+        for _changes in watchfiles.watch(root, stop_event=stop, debounce=debounce, raise_interrupt=False):
+            if stop.is_set():
+                break
+            if not root.is_dir():
+                raise _Exit(f"source folder {root} disappeared: stopped watching", EXIT_REFUSED)
+            try:
+                last = syncer.run()
+            except SyncError as error:  # refused or S3 unreachable: say so, keep watching
+                click.echo(f"Error: {error}", err=True)
+                continue
+            if not quiet and not last.plan.empty:  # type: ignore[union-attr]
+                click.echo(last.summary(), err=True)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if not quiet:
+        click.echo("stopped watching", err=True)
+    return last

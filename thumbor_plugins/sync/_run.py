@@ -1,0 +1,282 @@
+"""One sync run: plan (scan + one listing + content checks), safety check, transfers in a thread
+pool sharing one boto3 client, then deletions."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ._checksum import COMMON_PART_SIZES, MD5_METADATA, Checker, Hasher, LocalFile, MiB, RemoteObject, is_plain_md5
+from ._ignore import TMP_SUFFIX, IgnoreRules
+from ._location import S3Location
+from ._mime import content_type
+from ._plan import Change, DeletePolicy, Direction, Plan, make_plan
+from ._sides import list_remote, remote_error, scan_local
+from .errors import Refused
+
+log = logging.getLogger("imgstack.sync")
+
+DEFAULT_JOBS = 8
+DEFAULT_MULTIPART_THRESHOLD = 64 * MiB
+DEFAULT_PART_SIZE = 16 * MiB
+_DELETE_BATCH = 1000  # DeleteObjects' maximum
+_CHUNK = 256 * 1024
+
+
+@dataclass(frozen=True)
+class SyncJob:
+    """What to sync. ``root`` is the local folder, whatever the direction."""
+
+    direction: Direction
+    root: Path
+    location: S3Location
+    delete: bool = False
+    dry_run: bool = False
+    policy: DeletePolicy = DeletePolicy()
+    excludes: tuple[str, ...] = ()
+    jobs: int = DEFAULT_JOBS
+    multipart_threshold: int = DEFAULT_MULTIPART_THRESHOLD
+    part_size: int = DEFAULT_PART_SIZE
+
+    @property
+    def source(self) -> str:
+        return str(self.root) if self.direction == "push" else str(self.location)
+
+    @property
+    def dest(self) -> str:
+        return str(self.location) if self.direction == "push" else str(self.root)
+
+
+@dataclass
+class Outcome:
+    direction: Direction
+    transferred: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    unchanged: int = 0
+    bytes: int = 0
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    dry_run: bool = False
+    plan: Plan | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    def summary(self) -> str:
+        """``uploaded N, deleted N, unchanged N, bytes N`` (``downloaded`` when pulling)."""
+        verb = "uploaded" if self.direction == "push" else "downloaded"
+        if self.dry_run and self.plan is not None:
+            verb = "would upload" if self.direction == "push" else "would download"
+            return (f"{verb} {len(self.plan.transfers)}, would delete {len(self.plan.deletions)}, "
+                    f"unchanged {self.plan.unchanged}, bytes {self.plan.transfer_bytes} (dry run: nothing changed)")
+        text = f"{verb} {len(self.transferred)}, deleted {len(self.deleted)}, unchanged {self.unchanged}, bytes {self.bytes}"
+        return text + (f", failed {len(self.failures)}" if self.failures else "")
+
+
+class Reporter:
+    """Hooks for progress and results; the default does nothing. ``progress`` is called from
+    worker threads; the others from the thread running :meth:`Syncer.run`."""
+
+    def start(self, plan: Plan, job: SyncJob) -> None: ...
+
+    def progress(self, nbytes: int) -> None: ...
+
+    def done(self, op: str, change: Change, key: str, error: str | None) -> None: ...
+
+    def finish(self, outcome: Outcome) -> None: ...
+
+
+class Syncer:
+    """Runs a :class:`SyncJob` with one boto3 client (thread-safe, shared by the workers).
+    Keep one Syncer for repeated runs (``--watch``): its :class:`Hasher` cache then spares
+    re-hashing unchanged files."""
+
+    def __init__(self, job: SyncJob, client: Any, *, hasher: Hasher | None = None,
+                 reporter: Reporter | None = None) -> None:
+        self.job = job
+        self.client = client
+        self.hasher = hasher or Hasher()
+        self.reporter = reporter or Reporter()
+        self.checker = Checker(self.hasher, self._stored_md5, (job.part_size, *COMMON_PART_SIZES))
+        self._local: dict[str, LocalFile] = {}
+        self._remote: dict[str, RemoteObject] = {}
+        self._problems: list[str] = []
+
+    # -- planning -------------------------------------------------------------------------------
+
+    def plan(self) -> Plan:
+        """Read both sides and compare. Raises Refused (source folder missing) or RemoteError."""
+        job = self.job
+        if job.direction == "push" and not job.root.is_dir():
+            raise Refused(f"source folder {job.root} does not exist or is not a folder")
+        if job.direction == "pull" and job.root.exists() and not job.root.is_dir():
+            raise Refused(f"destination {job.root} is not a folder")
+        rules = IgnoreRules.for_folder(job.root, job.excludes)
+        self._problems = []
+        self._local = scan_local(job.root, rules, self._problems) if job.root.is_dir() else {}
+        self._remote = list_remote(self.client, job.location, rules)
+        with ThreadPoolExecutor(max_workers=job.jobs) as pool:
+            return make_plan(job.direction, self._local, self._remote, delete=job.delete,
+                             differs=self.checker.differs, map_=pool.map)
+
+    def _stored_md5(self, obj: RemoteObject) -> str | None:
+        try:
+            head = self.client.head_object(Bucket=self.job.location.bucket, Key=obj.key)
+        except Exception as error:  # noqa: BLE001 - no stored checksum: the file is transferred
+            log.debug("HEAD %s failed: %s", obj.key, error)
+            return None
+        return (head.get("Metadata") or {}).get(MD5_METADATA)
+
+    # -- running --------------------------------------------------------------------------------
+
+    def run(self) -> Outcome:
+        """Plan, check the deletion policy, then apply (unless ``dry_run``)."""
+        plan = self.plan()
+        self.job.policy.check(plan, self.job.source, self.job.dest)
+        if self.job.dry_run:
+            return Outcome(self.job.direction, unchanged=plan.unchanged, dry_run=True, plan=plan)
+        return self.apply(plan)
+
+    def apply(self, plan: Plan) -> Outcome:
+        job = self.job
+        outcome = Outcome(job.direction, unchanged=plan.unchanged, plan=plan)
+        self.reporter.start(plan, job)
+        transfer = self._upload if job.direction == "push" else self._download
+        op = "upload" if job.direction == "push" else "download"
+        if plan.transfers:
+            with ThreadPoolExecutor(max_workers=job.jobs) as pool:
+                futures = {pool.submit(transfer, change): change for change in plan.transfers}
+                for future in as_completed(futures):
+                    change = futures[future]
+                    error = _message(future.exception())
+                    if error is None:
+                        outcome.transferred.append(change.rel)
+                        outcome.bytes += future.result()
+                    else:
+                        outcome.failures.append((change.rel, error))
+                    self.reporter.done(op, change, job.location.key(change.rel), error)
+        if plan.deletions:
+            if self._problems and job.direction == "push":
+                # an incomplete listing of the folder must not delete what we could not read
+                outcome.failures.append(("(deletions)", f"skipped: {self._problems[0]}"
+                                         + (f" (+{len(self._problems) - 1} more)" if len(self._problems) > 1 else "")))
+            else:
+                delete = self._delete_remote if job.direction == "push" else self._delete_local
+                delete(plan.deletions, outcome)
+        self.reporter.finish(outcome)
+        return outcome
+
+    def _upload(self, change: Change) -> int:
+        scanned = self._local[change.rel]
+        stat = os.stat(scanned.path)  # the file may have changed since the scan
+        file = LocalFile(scanned.rel, scanned.path, stat.st_size, stat.st_mtime_ns)
+        md5 = self.hasher.md5(file)
+        key = self.job.location.key(change.rel)
+        extra = {"ContentType": content_type(change.rel), "Metadata": {MD5_METADATA: md5}}
+        if file.size < self.job.multipart_threshold:
+            with open(file.path, "rb") as body:
+                # Content-MD5 makes S3 refuse the body if it is not what we hashed (file rewritten)
+                self.client.put_object(Bucket=self.job.location.bucket, Key=key, Body=body,
+                                       ContentMD5=base64.b64encode(bytes.fromhex(md5)).decode(), **extra)
+            self.reporter.progress(file.size)
+        else:
+            self.client.upload_file(str(file.path), self.job.location.bucket, key, ExtraArgs=extra,
+                                    Config=self._transfer_config(), Callback=self.reporter.progress)
+        return file.size
+
+    def _download(self, change: Change) -> int:
+        obj = self._remote[change.rel]
+        target = self.job.root.joinpath(*change.rel.split("/"))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(target.name + TMP_SUFFIX)
+        try:
+            if obj.size < self.job.multipart_threshold:
+                response = self.client.get_object(Bucket=self.job.location.bucket, Key=obj.key)
+                digest = hashlib.md5(usedforsecurity=False)
+                size = 0
+                with open(tmp, "wb") as out:
+                    for chunk in response["Body"].iter_chunks(_CHUNK):
+                        out.write(chunk)
+                        digest.update(chunk)
+                        size += len(chunk)
+                        self.reporter.progress(len(chunk))
+                etag = response.get("ETag", "").strip('"')
+                if is_plain_md5(etag) and digest.hexdigest() != etag:
+                    raise OSError(f"download of {obj.key} is corrupt (MD5 {digest.hexdigest()} != ETag {etag})")
+            else:
+                self.client.download_file(self.job.location.bucket, obj.key, str(tmp),
+                                          Config=self._transfer_config(), Callback=self.reporter.progress)
+                size = tmp.stat().st_size
+            os.replace(tmp, target)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return size
+
+    def _delete_remote(self, deletions: tuple[Change, ...], outcome: Outcome) -> None:
+        location = self.job.location
+        for start in range(0, len(deletions), _DELETE_BATCH):
+            batch = deletions[start:start + _DELETE_BATCH]
+            keys = {location.key(c.rel): c for c in batch}
+            try:
+                response = self.client.delete_objects(
+                    Bucket=location.bucket, Delete={"Objects": [{"Key": k} for k in keys], "Quiet": True})
+            except Exception as error:  # noqa: BLE001 - reported per key
+                message = str(remote_error(error, location, "deleting in"))
+                for key, change in keys.items():
+                    outcome.failures.append((change.rel, message))
+                    self.reporter.done("delete", change, key, message)
+                continue
+            failed = {e.get("Key"): f"{e.get('Code')}: {e.get('Message')}" for e in response.get("Errors", ())}
+            for key, change in keys.items():
+                error = failed.get(key)
+                (outcome.failures.append((change.rel, error)) if error else outcome.deleted.append(change.rel))
+                self.reporter.done("delete", change, key, error)
+
+    def _delete_local(self, deletions: tuple[Change, ...], outcome: Outcome) -> None:
+        root = self.job.root
+        for change in deletions:
+            path = root.joinpath(*change.rel.split("/"))
+            try:
+                path.unlink()
+            except OSError as error:
+                outcome.failures.append((change.rel, str(error)))
+                self.reporter.done("delete", change, str(path), str(error))
+                continue
+            outcome.deleted.append(change.rel)
+            self.reporter.done("delete", change, str(path), None)
+            _prune_empty_parents(path.parent, root)
+
+    def _transfer_config(self) -> Any:
+        from boto3.s3.transfer import TransferConfig
+
+        return TransferConfig(multipart_threshold=self.job.multipart_threshold,
+                              multipart_chunksize=self.job.part_size, max_concurrency=4)
+
+
+def _prune_empty_parents(folder: Path, root: Path) -> None:
+    while folder != root and root in folder.parents:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+        folder = folder.parent
+
+
+def _message(error: BaseException | None) -> str | None:
+    if error is None:
+        return None
+    from thumbor_plugins.s3 import S3Error
+    from thumbor_plugins.s3.sync import translate
+
+    if isinstance(error, OSError) and not hasattr(error, "response"):
+        return str(error)
+    reason = translate(error) if isinstance(error, Exception) else error
+    return f"{type(reason).__name__}: {reason}" if isinstance(reason, S3Error) else repr(error)
+
