@@ -1,11 +1,31 @@
 """imgstack's extra routes, as a Thumbor handler list (``HANDLER_LISTS`` in thumbor.conf).
-A feature that is off contributes no handlers."""
+A feature that is off contributes no handlers.
+
+Thumbor calls :func:`get_handlers` once, in the main process before it forks its workers, which is
+also where the observation hooks read their settings.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+from . import observe
+
+THUMBOR_HEALTHCHECK = "thumbor.handler_lists.healthcheck"
+
 
 def get_handlers(context: Any) -> list:
-    handlers: list = []
+    from .handlers import LivenessHandler, MetricsHandler, ReadinessHandler
+
+    config = context.config
+    observe.configure(config)
+    health = (config.HEALTHCHECK_ROUTE or "/healthcheck").rstrip("/")
+    args = {"context": context}
+    handlers: list = [
+        (health + "/ready", ReadinessHandler, args),
+        (r"/metrics", MetricsHandler, args),
+    ]
+    if THUMBOR_HEALTHCHECK not in (config.HANDLER_LISTS or ()):
+        handlers.append((health, LivenessHandler, args))
+    handlers.extend(__import__("thumbor_plugins.handlers.events", fromlist=["get_handlers"]).get_handlers(context))
     return handlers

@@ -7,11 +7,51 @@ Contract (callers):
 - ``rendered(seconds)``: decode + transform + encode time of a result-storage miss.
 - ``result_storage(hit)``: once per result-storage lookup.
 - ``warm_queue_depth(n)``: whenever the events queue changes.
+
+Subscribers: :mod:`thumbor_plugins.metrics` (always) and :mod:`thumbor_plugins.access_log`
+(unless ``IMGSTACK_ACCESS_LOG`` is off; :func:`configure` reads it once at start-up).
 """
 
 from __future__ import annotations
 
+import functools
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
 
+from . import access_log, metrics
+
+logger = logging.getLogger("imgstack.observe")
+
+_access_log_enabled = True
+_F = TypeVar("_F", bound=Callable[..., None])
+
+
+def configure(config: Any) -> None:
+    """Read the settings of the subscribers (called once when the handlers are set up)."""
+    global _access_log_enabled
+    _access_log_enabled = bool(getattr(config, "IMGSTACK_ACCESS_LOG", True))
+    access_log.install_tornado_filter()
+
+
+def _never_raises(function: _F) -> _F:
+    # observing must not break serving; a broken subscriber is reported once, not per request
+    reported = False
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        nonlocal reported
+        try:
+            function(*args, **kwargs)
+        except Exception:  # noqa: BLE001
+            if not reported:
+                reported = True
+                logger.exception("observe.%s failed (reported once)", function.__name__)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@_never_raises
 def request_finished(
     *,
     kind: str,
@@ -26,19 +66,38 @@ def request_finished(
     """``kind``: image | event | health | metrics | other. ``reason``: the rejection reason word
     (bad_signature, expired, too_large, too_many_pixels, overload, ...) or None. ``path`` is the
     request path; implementations must not log a full signature."""
+    if kind not in metrics.KINDS:
+        kind = "other"
+    metrics.REQUESTS.labels(kind, str(int(status))).inc()
+    metrics.REQUEST_SECONDS.labels(kind).observe(max(0.0, seconds))
+    if reason:
+        metrics.REJECTED.labels(reason).inc()
+    if _access_log_enabled:
+        access_log.log(kind=kind, method=method, status=status, seconds=seconds, reason=reason,
+                       cache_hit=cache_hit, bytes_sent=bytes_sent, path=path)
 
 
+@_never_raises
 def s3_fetch(seconds: float, nbytes: int) -> None:
     """An original was read from S3 (``nbytes`` received)."""
+    metrics.S3_FETCH_SECONDS.observe(max(0.0, seconds))
+    if nbytes > 0:
+        metrics.S3_FETCHED_BYTES.inc(nbytes)
 
 
+@_never_raises
 def rendered(seconds: float) -> None:
     """A result was rendered (decode, transform and encode)."""
+    metrics.RENDER_SECONDS.observe(max(0.0, seconds))
 
 
+@_never_raises
 def result_storage(hit: bool) -> None:
     """A result-storage lookup."""
+    metrics.RESULT_STORAGE.labels("hit" if hit else "miss").inc()
 
 
+@_never_raises
 def warm_queue_depth(depth: int) -> None:
     """Pending warm/purge jobs."""
+    metrics.WARM_QUEUE_DEPTH.set(max(0, depth))

@@ -1,0 +1,85 @@
+"""Operations pieces without a server: signature redaction, the metrics token, the hooks' contract."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+
+from thumbor_plugins import access_log, metrics, observe
+from thumbor_plugins.handlers.metrics import authorized
+
+SIGNATURE = "nN3Vv7Dn8yEmTAlKj9a3iN4n5tQ="
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        (f"/{SIGNATURE}/300x200/smart/images/a.jpg", "/<redacted>/300x200/smart/images/a.jpg"),
+        (f"/{SIGNATURE}/images/a.jpg?token=x", "/<redacted>/images/a.jpg"),
+        ("/AAAA/images/a.jpg", "/<redacted>/images/a.jpg"),  # a wrong or partial signature too
+        (f"/{SIGNATURE}", "/<redacted>"),
+        ("/unsafe/300x200/images/a.jpg", "/unsafe/300x200/images/a.jpg"),
+        ("/", "/"),
+    ],
+)
+def test_should_never_log_the_signature_of_an_image_path(path, expected) -> None:
+    assert access_log.redact_path(path, "image") == expected
+
+
+def test_non_image_routes_are_logged_as_they_are() -> None:
+    assert access_log.redact_path("/healthcheck/ready", "health") == "/healthcheck/ready"
+
+
+def test_access_line_has_the_documented_fields_and_no_signature() -> None:
+    text = access_log.line(kind="image", method="GET", status=403, seconds=0.0123, reason="bad_signature",
+                           cache_hit=None, bytes_sent=None, path=f"/{SIGNATURE}/10x10/images/a.jpg")
+    entry = json.loads(text)
+    assert set(entry) == {"time", "method", "path", "kind", "status", "duration_ms", "cache_hit", "bytes", "reason"}
+    assert entry["status"] == 403 and entry["reason"] == "bad_signature" and entry["duration_ms"] == 12.3
+    assert SIGNATURE not in text
+
+
+def test_should_redact_the_signature_from_tornado_access_log_lines() -> None:
+    access_log.install_tornado_filter()
+    record = logging.LogRecord("tornado.access", logging.ERROR, __file__, 1, "%d %s %.2fms",
+                               (502, f"GET /{SIGNATURE}/10x10/images/a.jpg?x=1 (10.0.0.1)", 3.0), None)
+    for log_filter in logging.getLogger("tornado.access").filters:
+        log_filter.filter(record)
+    message = record.getMessage()
+    assert SIGNATURE not in message
+    assert message == "502 GET /<redacted>/10x10/images/a.jpg (10.0.0.1) 3.00ms"
+
+
+@pytest.mark.parametrize(
+    ("header", "ok"),
+    [
+        ("Bearer s3cret-token", True),
+        ("bearer s3cret-token", True),
+        ("Bearer s3cret-tokeN", False),
+        ("Bearer s3cret", False),
+        ("Basic s3cret-token", False),
+        ("s3cret-token", False),
+        ("", False),
+        (None, False),
+    ],
+)
+def test_metrics_token_must_be_a_matching_bearer(header, ok) -> None:
+    assert authorized(header, "s3cret-token") is ok
+
+
+def test_metrics_are_open_without_a_token() -> None:
+    assert authorized(None, None) and authorized(None, "")
+
+
+def test_hooks_never_raise_even_with_nonsense() -> None:
+    observe.request_finished(kind="weird", method="GET", status="not a number", seconds=-1)  # type: ignore[arg-type]
+    observe.s3_fetch(float("nan"), -5)
+    observe.warm_queue_depth(-1)
+
+
+def test_unknown_kinds_are_counted_as_other() -> None:
+    before = metrics.REQUESTS.labels("other", "200")._value.get()
+    observe.request_finished(kind="weird", method="GET", status=200, seconds=0.001)
+    assert metrics.REQUESTS.labels("other", "200")._value.get() == before + 1

@@ -1,0 +1,148 @@
+"""Running jobs inside the Thumbor process (server side: tornado + the shared async S3 client).
+
+- purge: ``AsyncS3.delete_prefix(IMGSTACK_DERIVED_BUCKET, source.prefix)`` — every variant of the
+  original, whatever transformation or format.
+- warm: purge first (an overwrite must not leave stale variants), then request every
+  :func:`~.warm.warm_requests` URL from this very Thumbor over loopback. The normal image handler
+  renders it and stores it under the key a browser request would use; nothing here renders or
+  names keys by itself. Thumbor stores a result *after* answering, so each 200 is followed by a
+  bounded wait for the stored object, so that a job is done only when its variants are stored.
+
+Failures: an S3 error, a 5xx or a connection error → ``ok=False`` (the event is answered 503 and
+MinIO retries; both actions are idempotent). A 4xx render (the original was deleted meanwhile, is
+too large, is not an image) is final: logged, not retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from .. import presets as _presets
+from ..s3 import NotFound, S3Error
+from ..s3.aio import AsyncS3, for_config
+from .jobs import Job
+from .payload import PURGE, WARM
+from .queue import Outcome
+from .warm import WarmRequest, warm_requests
+
+logger = logging.getLogger("imgstack.events")
+
+#: seconds one loopback render may take
+RENDER_TIMEOUT = 60.0
+#: seconds to wait for a rendered result to appear in the derived bucket
+STORE_WAIT = 5.0
+
+
+def loopback_base(context: Any) -> str:
+    """``http://<this server>``: its own address when bound to one, else 127.0.0.1."""
+    server = context.server
+    host = getattr(server, "ip", None) or "127.0.0.1"
+    if host in ("0.0.0.0", "::", "*"):
+        host = "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{int(server.port)}"
+
+
+def signing_key(context: Any) -> str:
+    key = context.server.security_key or context.config.SECURITY_KEY
+    return key.decode() if isinstance(key, bytes) else key
+
+
+class Runner:
+    """``await runner(job) -> Outcome``; one per Thumbor process."""
+
+    def __init__(self, context: Any, *, s3: AsyncS3 | None = None, fetch: Any = None) -> None:
+        config = context.config
+        self.context = context
+        self.s3 = s3 or for_config(config)
+        self.derived_bucket = config.IMGSTACK_DERIVED_BUCKET
+        self._fetch = fetch
+
+    def requests_for(self, job: Job) -> list[WarmRequest]:
+        config = self.context.config
+        return warm_requests(
+            job.image,
+            job.source,
+            _presets.load(config.IMGSTACK_PRESETS_FILE),
+            key=signing_key(self.context),
+            base=loopback_base(self.context),
+            algorithm=config.IMGSTACK_SIGNATURE_ALGORITHM,
+            auto_avif=bool(config.AUTO_AVIF),
+            auto_webp=bool(config.AUTO_WEBP),
+        )
+
+    async def __call__(self, job: Job) -> Outcome:
+        started = time.monotonic()
+        try:
+            purged = await self.s3.delete_prefix(self.derived_bucket, job.source.prefix)
+        except S3Error as error:
+            logger.warning("purge of %s failed: %s", job.source.prefix, error)
+            return Outcome(job, ok=False, detail=f"purge failed: {error}")
+        counts = {"purged": purged}
+        if job.action == PURGE:
+            logger.info("purged %d variants of %s in %.2fs", purged, job.source.prefix, time.monotonic() - started)
+            return Outcome(job, ok=True, counts=counts)
+        assert job.action == WARM
+        outcome = await self._warm(job, counts)
+        logger.info("warmed %s: %s in %.2fs", job.source.prefix, outcome.counts, time.monotonic() - started)
+        return outcome
+
+    async def _warm(self, job: Job, counts: dict[str, int]) -> Outcome:
+        counts.update(stored=0, skipped=0, failed=0)
+        wait_for_store = True
+        # one at a time: renders are CPU-bound in this process; workers give the parallelism
+        for request in self.requests_for(job):
+            status = await self._get(request)
+            if status == 200:
+                if wait_for_store and not await self._stored(request.derived_key):
+                    # e.g. a fallback image or a detection error: Thumbor serves but does not store
+                    logger.warning("warm of %s answered 200 but %s was not stored", request.preset, request.derived_key)
+                    wait_for_store = False
+                    counts["skipped"] += 1
+                else:
+                    counts["stored"] += 1
+            elif 400 <= status < 500:
+                logger.warning("warm of %s %s for %s: %d (not retried)", job.source.prefix, request.preset, request.accept, status)
+                counts["skipped"] += 1
+                if status == 404:
+                    break  # the original is gone (deleted after the upload): nothing to render
+            else:
+                counts["failed"] += 1
+        ok = counts["failed"] == 0
+        return Outcome(job, ok=ok, detail="" if ok else f"{counts['failed']} renders failed", counts=counts)
+
+    async def _get(self, request: WarmRequest) -> int:
+        if self._fetch is not None:
+            return await self._fetch(request)
+        from tornado.httpclient import AsyncHTTPClient
+
+        try:
+            response = await AsyncHTTPClient().fetch(
+                request.url, headers={"Accept": request.accept}, raise_error=False,
+                request_timeout=RENDER_TIMEOUT, follow_redirects=False,
+            )
+        except Exception as error:  # noqa: BLE001 - any transport failure is a retryable failure
+            logger.warning("warm request for %s failed: %s", request.derived_key, error)
+            return 599
+        return response.code
+
+    async def _stored(self, key: str) -> bool:
+        deadline = time.monotonic() + STORE_WAIT
+        delay = 0.02
+        while True:
+            try:
+                await self.s3.head(self.derived_bucket, key)
+                return True
+            except NotFound:
+                pass
+            except S3Error as error:
+                logger.warning("cannot check %s: %s", key, error)
+                return False
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.25)

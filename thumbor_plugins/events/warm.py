@@ -1,0 +1,77 @@
+"""What warming an original renders: the ONE list of (url, accept) used by the events endpoint and
+by ``imgstack warm``.
+
+Pure (no Thumbor, no S3). Each preset is requested once per ``Accept`` class a browser can send
+(AVIF-capable, WebP-capable, neither); classes that negotiate to the same output format (AUTO_AVIF
+off, or a preset with an explicit ``format()``) are requested once. Each :class:`WarmRequest`
+carries the result-storage key the server will store it under, computed exactly as the server does
+(:func:`thumbor_plugins.derived.derived_key` on the canonical path of the signed URL), so the warm
+writes precisely the keys later browser requests look up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from ..derived import derived_key, negotiate
+from ..sources import Source
+from ..urls import Params, build_url, generate, parse, split_signed
+
+#: one ``Accept`` header per class of browser, best first
+ACCEPT_CLASSES = (
+    "image/avif,image/webp,*/*",
+    "image/webp,*/*",
+    "image/jpeg,*/*",
+)
+
+
+@dataclass(frozen=True)
+class WarmRequest:
+    """One render: GET ``url`` with ``Accept: accept``; stored as ``derived_key`` in ``format``."""
+
+    preset: str
+    accept: str
+    format: str
+    url: str
+    derived_key: str
+
+
+def warm_requests(
+    image: str,
+    source: Source,
+    presets: Mapping[str, Params],
+    *,
+    key: str | bytes,
+    base: str = "",
+    algorithm: str = "sha1",
+    auto_avif: bool = True,
+    auto_webp: bool = True,
+    names: Iterable[str] | None = None,
+) -> list[WarmRequest]:
+    """Every preset (or only ``names``, in the presets' order) × every distinct negotiated format,
+    as permanent signed URLs for ``image`` (decoded, as for :func:`~thumbor_plugins.urls.build_url`).
+    ``source`` is the S3 object the server locates for ``image``. KeyError for an unknown name."""
+    wanted = None if names is None else list(names)
+    for name in wanted or ():
+        if name not in presets:
+            raise KeyError(name)
+    prefix = base.rstrip("/")
+    requests: list[WarmRequest] = []
+    seen: set[str] = set()
+    for name, preset in presets.items():
+        if wanted is not None and name not in wanted:
+            continue
+        url = build_url(image, key=key, base=base, params=preset, algorithm=algorithm)
+        # the server's view of this URL: the path after the signature, without expires()
+        _, rest = split_signed(url[len(prefix):])
+        params = parse(rest)
+        canonical = generate(params.without_expires())
+        for accept in ACCEPT_CLASSES:
+            fmt = negotiate(params.format, accept, auto_avif=auto_avif, auto_webp=auto_webp)
+            stored_as = derived_key(source, canonical, fmt)
+            if stored_as in seen:
+                continue
+            seen.add(stored_as)
+            requests.append(WarmRequest(preset=name, accept=accept, format=fmt, url=url, derived_key=stored_as))
+    return requests

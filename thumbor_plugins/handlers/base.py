@@ -1,0 +1,48 @@
+"""The base of our handlers: reports each request to :mod:`thumbor_plugins.observe`."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from tornado.web import RequestHandler
+
+from .. import observe
+
+
+class ObservedHandler(RequestHandler):
+    """A tornado handler that reports its requests (``kind``; ``rejection`` when it refused one).
+    Thumbor's context is passed as the ``context`` route argument."""
+
+    kind = "other"
+    rejection: str | None = None
+    _bytes_sent = 0
+
+    def initialize(self, context: Any) -> None:  # noqa: D401 - tornado hook
+        self.context = context
+
+    def write(self, chunk: Any) -> None:
+        if isinstance(chunk, str):
+            chunk = chunk.encode()
+        if isinstance(chunk, (bytes, bytearray, memoryview)):
+            self._bytes_sent += len(chunk)
+        super().write(chunk)
+
+    def write_json(self, status: int, body: dict[str, Any]) -> None:
+        """A small JSON answer that no cache keeps (HEAD: the same headers, no body)."""
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.set_header("Cache-Control", "no-store")
+        if self.request.method != "HEAD":
+            self.write(json.dumps(body, separators=(",", ":")) + "\n")
+
+    def on_finish(self) -> None:
+        observe.request_finished(
+            kind=self.kind,
+            method=self.request.method or "",
+            status=self.get_status(),
+            seconds=self.request.request_time(),
+            reason=self.rejection,
+            bytes_sent=self._bytes_sent,
+            path=self.request.path,
+        )

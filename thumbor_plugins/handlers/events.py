@@ -1,0 +1,115 @@
+"""``POST /events/minio``: MinIO bucket notifications (webhook target) → warm / purge jobs.
+
+Off unless ``IMGSTACK_EVENTS_TOKEN`` is set (no route at all). Answers:
+
+- 401: no ``Authorization: Bearer <IMGSTACK_EVENTS_TOKEN>`` (compared in constant time);
+- 400: not a MinIO notification payload;
+- 200: the event's jobs are done — or there was nothing to do (other event types, buckets outside
+  ``IMGSTACK_ALLOWED_BUCKETS``, keys the loader refuses: logged and ignored);
+- 503: the queue is full (``IMGSTACK_EVENTS_QUEUE_SIZE``), a job failed, or the jobs did not
+  finish within :data:`ACK_TIMEOUT` seconds.
+
+Acknowledge-when-done: an event is answered 2xx only after its jobs completed. MinIO (with a
+queue dir) keeps every event it could not deliver and replays it, so a Thumbor restart, a full
+queue or a failed S3 call loses nothing: the event comes back. Jobs are idempotent (purge, then
+render), so a replay of work already done only costs time. A job still running at the timeout
+keeps running; the replay joins it if it is still pending, or redoes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+from typing import Any
+
+from .. import observe
+from ..events import JobQueue, PayloadError, QueueFull, jobs_for, parse_payload
+from ..events.runner import Runner
+from .base import ObservedHandler
+
+logger = logging.getLogger("imgstack.events")
+
+#: seconds an event waits for its jobs before answering 503 (MinIO retries)
+ACK_TIMEOUT = 25.0
+PATH = r"/events/minio"
+
+
+def expected_authorization(token: str) -> str:
+    """What MinIO sends: ``Bearer <token>`` for a one-word token, the token as-is otherwise."""
+    return token if " " in token.strip() else f"Bearer {token}"
+
+
+class EventsHandler(ObservedHandler):
+    kind = "event"
+
+    def initialize(self, context: Any, queue: JobQueue, token: str) -> None:  # noqa: D401 - tornado hook
+        super().initialize(context)
+        self.queue = queue
+        self.expected = expected_authorization(token).encode()
+
+    def check_xsrf_cookie(self) -> None:  # a webhook has no cookies
+        return None
+
+    def _answer(self, status: int, reason: str | None = None, **body: Any) -> None:
+        self.rejection = reason
+        if status == 503:
+            self.set_header("Retry-After", "5")
+        self.write_json(status, {"status": status, **({"reason": reason} if reason else {}), **body})
+
+    def _authorized(self) -> bool:
+        given = self.request.headers.get("Authorization", "").encode()
+        return hmac.compare_digest(given, self.expected)
+
+    async def post(self) -> None:
+        if not self._authorized():
+            self.set_header("WWW-Authenticate", 'Bearer realm="imgstack events"')
+            self._answer(401, "unauthorized")
+            return
+        try:
+            events = parse_payload(self.request.body)
+        except PayloadError as error:
+            self._answer(400, "bad_payload", detail=str(error))
+            return
+        jobs = jobs_for(events, self.context.config)
+        if not jobs:
+            self._answer(200, jobs=0)
+            return
+        try:
+            futures = self.queue.submit(jobs)
+        except QueueFull as error:
+            logger.warning("event refused: %s", error)
+            self._answer(503, "overload", detail=str(error))
+            return
+        # asyncio.wait never cancels: a coalesced job may be awaited by other events too
+        done, pending = await asyncio.wait(set(futures), timeout=ACK_TIMEOUT)
+        if pending:
+            self._answer(503, "timeout", detail=f"{len(pending)} jobs still running after {ACK_TIMEOUT:.0f}s")
+            return
+        if any(future.cancelled() for future in done):  # the queue was closed (shutting down)
+            self._answer(503, "shutting_down")
+            return
+        outcomes = [future.result() for future in done]
+        failed = [outcome.detail for outcome in outcomes if not outcome.ok]
+        if failed:
+            self._answer(503, "job_failed", detail="; ".join(failed))
+            return
+        self._answer(200, jobs=len(jobs), done=[
+            {"action": o.job.action, "bucket": o.job.source.bucket, "key": o.job.source.key, **o.counts}
+            for o in outcomes
+        ])
+
+
+def get_handlers(context: Any) -> list:
+    """The events route, or nothing when ``IMGSTACK_EVENTS_TOKEN`` is not set."""
+    config = context.config
+    token = config.IMGSTACK_EVENTS_TOKEN
+    if not token:
+        return []
+    queue = JobQueue(
+        Runner(context),
+        size=int(config.IMGSTACK_EVENTS_QUEUE_SIZE),
+        workers=int(config.IMGSTACK_EVENTS_WORKERS),
+        on_depth=observe.warm_queue_depth,
+    )
+    return [(PATH, EventsHandler, {"context": context, "queue": queue, "token": str(token)})]

@@ -1,0 +1,37 @@
+"""``GET /metrics``: Prometheus text format (:mod:`thumbor_plugins.metrics`).
+
+With ``IMGSTACK_METRICS_TOKEN`` set, the request must carry ``Authorization: Bearer <token>``
+(401 otherwise; compared in constant time). Without it, /metrics is open: keep it off the public
+network (the reverse proxy should not route it).
+"""
+
+from __future__ import annotations
+
+import hmac
+
+from .. import metrics
+from .base import ObservedHandler
+
+
+def authorized(header: str | None, token: str | None) -> bool:
+    """Whether an ``Authorization`` header value carries ``token`` as a bearer token."""
+    if not token:
+        return True
+    scheme, _, given = (header or "").strip().partition(" ")
+    if scheme.lower() != "bearer":
+        return False
+    return hmac.compare_digest(given.strip().encode(), token.encode())
+
+
+class MetricsHandler(ObservedHandler):
+    kind = "metrics"
+
+    def get(self) -> None:
+        if not authorized(self.request.headers.get("Authorization"), self.context.config.IMGSTACK_METRICS_TOKEN):
+            self.rejection = "unauthorized"
+            self.set_header("WWW-Authenticate", 'Bearer realm="metrics"')
+            self.write_json(401, {"error": "unauthorized"})
+            return
+        self.set_header("Content-Type", metrics.CONTENT_TYPE)
+        self.set_header("Cache-Control", "no-store")
+        self.write(metrics.exposition())
