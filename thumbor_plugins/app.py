@@ -123,11 +123,12 @@ class ImageHandler(ImagingHandler):
         super().initialize(context)
         self.signer = signer
 
-    def reject(self, status: int, reason: str, message: str = "") -> None:
-        """Refuse the request; ``reason`` is a short word for logs and metrics."""
+    def reject(self, status: int, reason: str, message: str) -> None:
+        """Refuse the request; ``reason`` is a short word for logs and metrics. ``message`` must
+        not carry the signature (the access log has the redacted path)."""
         self.rejection = reason
         self.set_header("Cache-Control", "no-store")
-        self._error(status, f"{reason}: {message or self.request.path}")
+        self._error(status, f"{reason}: {message}")
 
     def _verify(self) -> Params:
         config = self.context.config

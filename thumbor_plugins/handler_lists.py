@@ -15,7 +15,7 @@ THUMBOR_HEALTHCHECK = "thumbor.handler_lists.healthcheck"
 
 
 def get_handlers(context: Any) -> list:
-    from .handlers import LivenessHandler, MetricsHandler, ReadinessHandler
+    from .handlers import LivenessHandler, MetricsHandler, ReadinessHandler, events
 
     config = context.config
     observe.configure(config)
@@ -27,5 +27,5 @@ def get_handlers(context: Any) -> list:
     ]
     if THUMBOR_HEALTHCHECK not in (config.HANDLER_LISTS or ()):
         handlers.append((health, LivenessHandler, args))
-    handlers.extend(__import__("thumbor_plugins.handlers.events", fromlist=["get_handlers"]).get_handlers(context))
+    handlers.extend(events.get_handlers(context))
     return handlers

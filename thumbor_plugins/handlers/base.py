@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+import hmac
 import json
 from typing import Any
 
 from tornado.web import RequestHandler
 
 from .. import observe
+
+
+def bearer_matches(header: str | None, token: str) -> bool:
+    """Whether an ``Authorization`` header value carries ``token``, compared in constant time.
+
+    ``Bearer <token>`` (scheme case-insensitive) for a one-word token; a token that is itself a
+    ``Scheme credentials`` value is compared as-is (MinIO sends its webhook auth token verbatim).
+    """
+    header, token = (header or "").strip(), token.strip()
+    if " " in token:
+        return hmac.compare_digest(header.encode(), token.encode())
+    scheme, _, given = header.partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
 
 
 class ObservedHandler(RequestHandler):

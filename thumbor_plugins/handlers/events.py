@@ -19,14 +19,13 @@ keeps running; the replay joins it if it is still pending, or redoes it.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 from typing import Any
 
 from .. import observe
 from ..events import JobQueue, PayloadError, QueueFull, jobs_for, parse_payload
 from ..events.runner import Runner
-from .base import ObservedHandler
+from .base import ObservedHandler, bearer_matches
 
 logger = logging.getLogger("imgstack.events")
 
@@ -35,18 +34,13 @@ ACK_TIMEOUT = 25.0
 PATH = r"/events/minio"
 
 
-def expected_authorization(token: str) -> str:
-    """What MinIO sends: ``Bearer <token>`` for a one-word token, the token as-is otherwise."""
-    return token if " " in token.strip() else f"Bearer {token}"
-
-
 class EventsHandler(ObservedHandler):
     kind = "event"
 
     def initialize(self, context: Any, queue: JobQueue, token: str) -> None:  # noqa: D401 - tornado hook
         super().initialize(context)
         self.queue = queue
-        self.expected = expected_authorization(token).encode()
+        self.token = token
 
     def check_xsrf_cookie(self) -> None:  # a webhook has no cookies
         return None
@@ -58,8 +52,7 @@ class EventsHandler(ObservedHandler):
         self.write_json(status, {"status": status, **({"reason": reason} if reason else {}), **body})
 
     def _authorized(self) -> bool:
-        given = self.request.headers.get("Authorization", "").encode()
-        return hmac.compare_digest(given, self.expected)
+        return bearer_matches(self.request.headers.get("Authorization"), self.token)
 
     async def post(self) -> None:
         if not self._authorized():
