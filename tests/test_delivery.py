@@ -277,3 +277,26 @@ def test_smart_crop_differs_from_centre_crop_where_the_face_is_off_centre(s3, th
     meta = httpx.get(signed_path(thumbor, f"meta/150x500/smart/{BUCKET}/{uid}/{name}")).json()["thumbor"]
     crop = next(op for op in meta["operations"] if op["type"] == "crop")
     assert crop["left"] <= x + w / 2 <= crop["right"]
+
+
+# --- overload --------------------------------------------------------------------------------
+
+def test_should_refuse_with_503_when_overloaded_and_recover(s3, thumbor_factory, uid) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    thumbor = thumbor_factory(IMGSTACK_MAX_CONCURRENT_REQUESTS="1")
+    rng = np.random.default_rng(7)
+    buffer = io.BytesIO()
+    Image.fromarray(rng.integers(0, 255, (3000, 4000, 3), dtype=np.uint8)).save(buffer, "JPEG", quality=80)
+    key = f"{uid}/noise.jpg"
+    put_bytes(s3, key, buffer.getvalue())
+    urls = [sign(f"{BUCKET}/{key}", base=thumbor.url, width=100 + i, height=100) for i in range(6)]
+    with ThreadPoolExecutor(6) as pool:
+        responses = list(pool.map(lambda url: httpx.get(url, headers=JPEG, timeout=120), urls))
+    statuses = sorted(r.status_code for r in responses)
+    assert 200 in statuses and 503 in statuses, statuses
+    refused = next(r for r in responses if r.status_code == 503)
+    assert refused.headers["retry-after"] == "1" and refused.headers["cache-control"] == "no-store"
+    # every slot was released: one at a time, all succeed
+    for url in urls:
+        assert httpx.get(url, headers=JPEG, timeout=120).status_code == 200

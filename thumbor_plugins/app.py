@@ -117,6 +117,9 @@ class App(ThumborServiceApp):
 class ImageHandler(ImagingHandler):
     imgstack: RequestInfo | None = None
     rejection: str | None = None
+    #: verified image requests this process is working on (overload protection)
+    in_flight = 0
+    _counted = False
     _request_parameters: RequestParameters | None = None
 
     def initialize(self, context: Any, signer: Signer) -> None:  # noqa: D401 - tornado hook
@@ -155,6 +158,14 @@ class ImageHandler(ImagingHandler):
         except sources.SourceError as error:
             self.reject(error.status, "bad_source" if error.status == 400 else "not_found", str(error))
             return
+
+        limit = int(config.IMGSTACK_MAX_CONCURRENT_REQUESTS or 0)
+        if limit and ImageHandler.in_flight >= limit:
+            self.set_header("Retry-After", "1")
+            self.reject(503, "overload", f"{ImageHandler.in_flight} image requests in progress")
+            return
+        ImageHandler.in_flight += 1
+        self._counted = True
 
         fmt = derived.negotiate_for(config, params.format, self.request.headers)
         canonical = params.without_expires()
@@ -205,7 +216,18 @@ class ImageHandler(ImagingHandler):
             observe.rendered(time.perf_counter() - loaded_at)
         await super()._write_results_to_client(results, content_type)
 
+    def _release(self) -> None:
+        if self._counted:
+            ImageHandler.in_flight -= 1
+            self._counted = False
+
+    def on_connection_close(self) -> None:
+        # the client left: finish() may never run, so on_finish would never release the slot
+        self._release()
+        super().on_connection_close()
+
     def on_finish(self) -> None:
+        self._release()
         request = self._request_parameters
         status = self.get_status()
         reason = self.rejection or getattr(request, "imgstack_rejection", None)

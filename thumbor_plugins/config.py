@@ -96,6 +96,11 @@ Config.define(
     "IMGSTACK_VERSIONED_MAX_AGE", 31536000,
     "max-age of permanent versioned URLs (served immutable).", "Delivery")
 
+Config.define(
+    "IMGSTACK_MAX_CONCURRENT_REQUESTS", 64,
+    "Image requests one process works on at once (after verification); more are refused with "
+    "503 + Retry-After instead of queueing without bound. 0: no limit.", "Delivery")
+
 # --- Events -----------------------------------------------------------------------------------
 Config.define(
     "IMGSTACK_EVENTS_TOKEN", None,
