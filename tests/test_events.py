@@ -21,7 +21,7 @@ from .test_serving import derived_objects, upload
 
 pytestmark = pytest.mark.integration
 
-MINIO_EVENTS = Path(__file__).resolve().parents[2] / "shared" / "minio-events"
+MINIO_EVENTS = Path(__file__).resolve().parent / "fixtures" / "minio-events"
 AUTH = {"Authorization": f"Bearer {EVENTS_TOKEN}"}
 #: what browsers send (Chrome: AVIF and WebP; Safari 14-15: WebP only; an old client: neither)
 BROWSERS = {

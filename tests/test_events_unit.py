@@ -27,7 +27,7 @@ from thumbor_plugins.events import (
 )
 from thumbor_plugins.urls import Signer, generate, parse, verify_request
 
-MINIO_EVENTS = Path(__file__).resolve().parents[2] / "shared" / "minio-events"
+MINIO_EVENTS = Path(__file__).resolve().parent / "fixtures" / "minio-events"
 KEY = "unit-test-key"
 
 

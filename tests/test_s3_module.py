@@ -112,3 +112,22 @@ def test_list_and_delete_prefix(s3, settings, uid) -> None:
     assert listed == [f"{uid}/p/0", f"{uid}/p/1", f"{uid}/p/2"]
     assert deleted == 3
     assert after == [f"{uid}/q"]
+
+
+def test_nothing_outside_the_s3_module_imports_an_s3_sdk() -> None:
+    import ast
+    from pathlib import Path
+
+    import thumbor_plugins
+
+    package = Path(thumbor_plugins.__file__).parent
+    sdks = ("boto3", "botocore", "aiobotocore", "minio")
+    offenders = []
+    for path in package.rglob("*.py"):
+        if path.relative_to(package).parts[0] == "s3":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+            offenders += [f"{path.relative_to(package)}: {n}" for n in names if n.split(".")[0] in sdks]
+    assert offenders == []

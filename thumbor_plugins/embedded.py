@@ -226,10 +226,14 @@ def ensure_buckets(endpoint_url: str, access_key: str, secret_key: str, buckets:
     """Create the buckets that are missing, retrying while a fresh server settles; then write,
     read and delete a probe object, since a SeaweedFS restarted on old data answers listings
     before its volume server can serve objects."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
+    from .s3 import S3Error
     from .s3.settings import S3Settings
-    from .s3.sync import client as s3_client
+    from .s3.sync import client as s3_client, translate
+
+    def retry_or_raise(error: Exception) -> None:
+        if not isinstance(translate(error), S3Error) or time.monotonic() > deadline:
+            raise error
+        time.sleep(0.5)
 
     client = s3_client(S3Settings(endpoint_url=endpoint_url, access_key=access_key, secret_key=secret_key))
     deadline = time.monotonic() + timeout
@@ -240,10 +244,8 @@ def ensure_buckets(endpoint_url: str, access_key: str, secret_key: str, buckets:
                 if bucket not in existing:
                     client.create_bucket(Bucket=bucket)
                 break
-            except (ClientError, BotoCoreError):
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.5)
+            except Exception as error:  # noqa: BLE001 - sorted by the S3 module
+                retry_or_raise(error)
     probe = f".imgstack-probe-{secrets.token_hex(4)}"
     while buckets:
         try:
@@ -251,10 +253,8 @@ def ensure_buckets(endpoint_url: str, access_key: str, secret_key: str, buckets:
             client.get_object(Bucket=buckets[0], Key=probe)["Body"].read()
             client.delete_object(Bucket=buckets[0], Key=probe)
             return
-        except (ClientError, BotoCoreError):
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
+        except Exception as error:  # noqa: BLE001 - sorted by the S3 module
+            retry_or_raise(error)
 
 
 @dataclass

@@ -25,6 +25,9 @@ from urllib.parse import quote
 
 import click
 
+from thumbor_plugins.s3 import AccessDenied, NoCredentials, NotFound, Unavailable
+from thumbor_plugins.s3.sync import translate
+
 _DEFAULT_KEYS = {"", "MY_SECURE_KEY"}
 DOCTOR_PREFIX = "_doctor/"
 
@@ -163,8 +166,6 @@ class Doctor:
         return self._client
 
     def _s3_error(self, error: Exception) -> str:
-        from thumbor_plugins.s3.sync import translate
-
         return str(translate(error)) or type(error).__name__
 
     def check_config(self) -> str:
@@ -178,30 +179,25 @@ class Doctor:
         return detail
 
     def check_s3(self) -> str:
-        from botocore.exceptions import ClientError
-
         endpoint = self.client.meta.endpoint_url
         try:
             self.client.head_bucket(Bucket=self.bucket)
-        except ClientError:
-            pass  # S3 answered: whether the bucket is usable is the next check's business
-        except Exception as error:  # noqa: BLE001 - connection errors, timeouts
-            raise Failed(f"S3 at {endpoint} unreachable: {self._s3_error(error)}") from None
+        except Exception as error:  # noqa: BLE001 - sorted by the S3 module
+            reason = translate(error)
+            if (isinstance(reason, Unavailable) and not reason.code) or isinstance(reason, NoCredentials):
+                raise Failed(f"S3 at {endpoint} unreachable: {self._s3_error(error)}") from None
+            # S3 answered: whether the bucket is usable is the next check's business
         return f"S3 answers at {endpoint}"
 
     def check_bucket(self, bucket: str) -> str:
-        from botocore.exceptions import ClientError
-
         try:
             self.client.head_bucket(Bucket=bucket)
-        except ClientError as error:
-            code = str(error.response.get("Error", {}).get("Code", ""))
-            if code in ("404", "NoSuchBucket", "NotFound"):
+        except Exception as error:  # noqa: BLE001 - sorted by the S3 module
+            reason = translate(error)
+            if isinstance(reason, NotFound):
                 raise Failed(f"bucket {bucket!r} does not exist (create it, or name it with a flag)") from None
-            if code in ("403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
-                raise Failed(f"credentials refused for bucket {bucket!r} ({code})") from None
-            raise Failed(f"bucket {bucket!r}: {self._s3_error(error)}") from None
-        except Exception as error:  # noqa: BLE001
+            if isinstance(reason, AccessDenied):
+                raise Failed(f"credentials refused for bucket {bucket!r} ({reason.code or reason})") from None
             raise Failed(f"bucket {bucket!r}: {self._s3_error(error)}") from None
         return "exists, credentials accepted"
 

@@ -12,15 +12,17 @@ Errors (``thumbor_plugins.s3.errors``)::
      ├── NotFound       no such key / no such bucket            (404)
      ├── TooLarge       object larger than the caller's byte cap (413)
      ├── AccessDenied   credentials refused                     (502: our side is misconfigured)
+ │    └── NoCredentials  none configured
      └── Unavailable    cannot reach S3 / S3 errored            (502), .timeout=True (504)
 """
 
-from .errors import AccessDenied, NotFound, S3Error, TooLarge, Unavailable
+from .errors import AccessDenied, NoCredentials, NotFound, S3Error, TooLarge, Unavailable
 from .settings import S3Settings
 from .types import ObjectData, ObjectInfo
 
 __all__ = [
     "AccessDenied",
+    "NoCredentials",
     "NotFound",
     "ObjectData",
     "ObjectInfo",

@@ -16,10 +16,12 @@ from botocore.exceptions import (
     ClientError,
     ConnectionError as BotoConnectionError,
     ConnectTimeoutError,
+    NoCredentialsError,
+    PartialCredentialsError,
     ReadTimeoutError,
 )
 
-from .errors import AccessDenied, NotFound, S3Error, TooLarge, Unavailable
+from .errors import AccessDenied, NoCredentials, NotFound, S3Error, TooLarge, Unavailable
 from .settings import S3Settings
 from .types import ObjectData, ObjectInfo
 
@@ -33,13 +35,19 @@ def _translate(error: Exception) -> S3Error:
         return error
     if isinstance(error, (asyncio.TimeoutError, ConnectTimeoutError, ReadTimeoutError)):
         return Unavailable(f"S3 timed out: {error}", timeout=True)
+    if isinstance(error, (NoCredentialsError, PartialCredentialsError)):
+        return NoCredentials("no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
     if isinstance(error, ClientError):
         code = str(error.response.get("Error", {}).get("Code", ""))
+        translated: S3Error
         if code in _NOT_FOUND_CODES:
-            return NotFound(code)
-        if code in _DENIED_CODES:
-            return AccessDenied(code)
-        return Unavailable(f"S3 error {code}: {error}")
+            translated = NotFound(code)
+        elif code in _DENIED_CODES:
+            translated = AccessDenied(code)
+        else:
+            translated = Unavailable(f"S3 error {code}: {error}")
+        translated.code = code
+        return translated
     if isinstance(error, (BotoConnectionError, BotoCoreError, OSError)):
         return Unavailable(f"S3 unreachable: {error}")
     return Unavailable(f"S3 failed: {error!r}")

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 class S3Error(Exception):
     status = 502
+    #: S3's own error code when S3 answered (e.g. "NoSuchBucket", "SignatureDoesNotMatch")
+    code = ""
 
 
 class NotFound(S3Error):
@@ -22,6 +24,10 @@ class TooLarge(S3Error):
 
 class AccessDenied(S3Error):
     status = 502
+
+
+class NoCredentials(AccessDenied):
+    """No credentials were configured at all (nothing was sent)."""
 
 
 class Unavailable(S3Error):

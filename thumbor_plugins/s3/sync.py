@@ -20,3 +20,11 @@ def translate(error: Exception) -> Exception:
     from .aio import _translate
 
     return _translate(error)
+
+
+def transfer_config(*, multipart_threshold: int, part_size: int, concurrency: int = 4) -> Any:
+    """boto3's multipart settings for ``upload_file``/``download_file``."""
+    from boto3.s3.transfer import TransferConfig
+
+    return TransferConfig(multipart_threshold=multipart_threshold, multipart_chunksize=part_size,
+                          max_concurrency=concurrency)

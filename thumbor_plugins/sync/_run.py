@@ -254,10 +254,9 @@ class Syncer:
             _prune_empty_parents(path.parent, root)
 
     def _transfer_config(self) -> Any:
-        from boto3.s3.transfer import TransferConfig
+        from thumbor_plugins.s3.sync import transfer_config
 
-        return TransferConfig(multipart_threshold=self.job.multipart_threshold,
-                              multipart_chunksize=self.job.part_size, max_concurrency=4)
+        return transfer_config(multipart_threshold=self.job.multipart_threshold, part_size=self.job.part_size)
 
 
 def _prune_empty_parents(folder: Path, root: Path) -> None:

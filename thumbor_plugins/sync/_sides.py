@@ -57,15 +57,13 @@ def scan_local(root: Path, rules: IgnoreRules, problems: list[str] | None = None
 
 def remote_error(error: Exception, location: S3Location, action: str) -> RemoteError:
     """A clear message for a failure that makes the bucket unusable (exit code 3)."""
-    from botocore.exceptions import NoCredentialsError, PartialCredentialsError
-
-    from thumbor_plugins.s3 import AccessDenied, NotFound
+    from thumbor_plugins.s3 import AccessDenied, NoCredentials, NotFound
     from thumbor_plugins.s3.sync import translate
 
-    if isinstance(error, (NoCredentialsError, PartialCredentialsError)):
-        return RemoteError("no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
     reason = translate(error)
-    code = str((getattr(error, "response", None) or {}).get("Error", {}).get("Code", ""))
+    if isinstance(reason, NoCredentials):
+        return RemoteError(str(reason))
+    code = getattr(reason, "code", "")
     if isinstance(reason, NotFound):
         return RemoteError(f"bucket {location.bucket!r} does not exist (or is not visible with these credentials)")
     if isinstance(reason, AccessDenied):
