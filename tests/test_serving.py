@@ -143,3 +143,16 @@ def test_thumbor_refuses_to_start_without_security_key(s3_server, tmp_path) -> N
     del env["SECURITY_KEY"]
     with pytest.raises(embedded.StartError, match="(?i)security key"):
         embedded.start_thumbor(env, tmp_path / "thumbor.log", timeout=30)
+
+
+def test_result_storage_expiration_makes_old_results_a_miss(s3, thumbor_factory, uid) -> None:
+    thumbor = thumbor_factory(RESULT_STORAGE_EXPIRATION_SECONDS="1")
+    key = f"{uid}/ttl.jpg"
+    upload(s3, key)
+    url = sign(f"{BUCKET}/{key}", base=thumbor.url, width=60, height=40)
+    assert httpx.get(url, headers=PLAIN).status_code == 200
+    assert len(derived_objects(s3, key, at_least=1)) == 1
+    s3.delete_object(Bucket=BUCKET, Key=key)
+    time.sleep(2.5)
+    # the stored result is too old: a miss, so the (deleted) original is needed again
+    assert httpx.get(url, headers=PLAIN).status_code == 404

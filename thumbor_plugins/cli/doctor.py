@@ -308,7 +308,7 @@ class Doctor:
 
 
 @click.command("doctor")
-@click.option("--url", required=True, metavar="THUMBOR_URL", help="The Thumbor service, e.g. https://img.example.com")
+@click.option("--url", required=True, envvar="IMGSTACK_URL", show_envvar=True, metavar="THUMBOR_URL", help="The Thumbor service, e.g. https://img.example.com")
 @click.option("--key", envvar="SECURITY_KEY", show_envvar=True,
               help="Signing key (prefer the environment: command lines are visible to other users).")
 @click.option("--algorithm", type=click.Choice(["sha1", "sha256"]), default="sha1",

@@ -65,7 +65,7 @@ def list_keys(client: Any, bucket: str, prefix: str) -> Iterator[str]:
 
 @click.command("warm")
 @click.argument("location", metavar="s3://BUCKET/PREFIX")
-@click.option("--url", "base", required=True, metavar="THUMBOR_URL", help="Thumbor's base URL, e.g. http://127.0.0.1:8888")
+@click.option("--url", "base", required=True, envvar="IMGSTACK_URL", show_envvar=True, metavar="THUMBOR_URL", help="Thumbor's base URL, e.g. http://127.0.0.1:8888")
 @click.option("--key", envvar="SECURITY_KEY", show_envvar=True,
               help="Signing key (prefer the environment: command lines are visible to other users).")
 @click.option("--algorithm", type=click.Choice(["sha1", "sha256"]), default="sha1",
