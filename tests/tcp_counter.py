@@ -1,10 +1,12 @@
 """A loopback TCP forwarder that counts the bytes a client sends through it: put it between
-Thumbor and S3 to prove that a request caused no S3 traffic at all."""
+Thumbor and S3 to prove that a request caused no S3 traffic at all. ``delay`` holds every answer
+from upstream that many seconds (a slow S3)."""
 
 from __future__ import annotations
 
 import socket
 import threading
+import time
 
 
 class CountingProxy:
@@ -14,6 +16,7 @@ class CountingProxy:
         self.port = self.listener.getsockname()[1]
         self.bytes_up = 0
         self.connections = 0
+        self.delay = 0.0
         self._lock = threading.Lock()
         self._closed = False
         threading.Thread(target=self._accept, daemon=True).start()
@@ -40,6 +43,8 @@ class CountingProxy:
                 if count:
                     with self._lock:
                         self.bytes_up += len(chunk)
+                elif self.delay:
+                    time.sleep(self.delay)
                 sink.sendall(chunk)
         except OSError:
             pass
@@ -54,8 +59,6 @@ class CountingProxy:
     def settled(self, quiet: float = 0.3, limit: float = 10.0) -> int:
         """Bytes sent so far, once nothing has been sent for ``quiet`` seconds (earlier requests
         may still be writing their results after answering)."""
-        import time
-
         deadline = time.monotonic() + limit
         last = self.bytes_up
         while time.monotonic() < deadline:

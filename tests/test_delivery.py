@@ -137,17 +137,34 @@ def gif_bomb() -> bytes:
     return bytes(data)
 
 
+def animated_gif_bomb(width: int = 3000, height: int = 3000, frames: int = 12) -> bytes:
+    """An animated GIF of 1x1 frames on a canvas that claims ``width`` x ``height``: Thumbor's
+    engine expands every frame to the whole canvas (12 x 9 MP = 108 MP here, in 477 bytes)."""
+    palette = [v for i in range(256) for v in (i, i, i)]
+    images = [Image.new("P", (1, 1), i) for i in range(frames)]
+    for image in images:
+        image.putpalette(palette)
+    buffer = io.BytesIO()
+    images[0].save(buffer, "GIF", save_all=True, append_images=images[1:], duration=50, loop=0)
+    data = bytearray(buffer.getvalue())
+    data[6:10] = struct.pack("<HH", width, height)
+    return bytes(data)
+
+
 def peak_rss_kb(pid: int) -> int:
     status = Path(f"/proc/{pid}/status").read_text()
     return int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1))
 
 
-@pytest.mark.parametrize("kind", ["png", "gif"])
+BOMBS = {"png": lambda: png_bomb(12000, 12000), "gif": gif_bomb, "animated-gif": animated_gif_bomb}
+
+
+@pytest.mark.parametrize("kind", sorted(BOMBS))
 def test_should_refuse_decompression_bomb_from_its_header(s3, thumbor_factory, uid, kind) -> None:
     thumbor = thumbor_factory(IMGSTACK_BOMB_TEST=kind)  # a fresh process: its peak memory is ours to read
-    body = png_bomb(12000, 12000) if kind == "png" else gif_bomb()
+    body = BOMBS[kind]()
     assert len(body) < 2 * 1024 * 1024
-    key = f"{uid}/bomb.{kind}"
+    key = f"{uid}/bomb.{kind.rsplit('-', 1)[-1]}"
     put_bytes(s3, key, body)
     url = sign(f"{BUCKET}/{key}", base=thumbor.url, width=100, height=100)
     httpx.get(sign(f"{BUCKET}/nothing-{uid}", base=thumbor.url, width=1, height=1))  # warm imports
@@ -205,6 +222,50 @@ def test_etag_and_if_none_match_give_304(s3, thumbor, uid) -> None:
     hit = httpx.get(url, headers=JPEG)
     assert "last-modified" in hit.headers
     assert httpx.get(url, headers={**JPEG, "If-Modified-Since": hit.headers["last-modified"]}).status_code == 304
+
+
+@pytest.mark.parametrize("since", ["garbage", "Sun, 06 Nov 1994 08:49:37 +0000", "Sunday, 06-Nov-94 08:49:37 GMT",
+                                   "Sun, 06 Nov 1994 08:49:37"])
+def test_odd_if_modified_since_on_a_hit_is_not_a_500(s3, thumbor, uid, since) -> None:
+    """Dates in RFC 9110's obsolete forms, numeric zones or garbage: compared or ignored, never 500."""
+    key = f"{uid}/photo.jpg"
+    upload(s3, key)
+    url = sign(f"{BUCKET}/{key}", base=thumbor.url, width=90, height=90)
+    assert httpx.get(url, headers=JPEG).status_code == 200
+    derived_objects(s3, key, at_least=1)
+    response = httpx.get(url, headers={**JPEG, "If-Modified-Since": since})
+    assert response.status_code == 200  # stored long after 1994, or an unreadable date
+    assert size_of(response.content) == (90, 90)
+
+
+def test_if_modified_since_304_on_a_hit_has_no_body_and_the_next_request_is_whole(s3, thumbor, uid) -> None:
+    key = f"{uid}/photo.jpg"
+    upload(s3, key)
+    url = sign(f"{BUCKET}/{key}", base=thumbor.url, width=91, height=91)
+    assert httpx.get(url, headers=JPEG).status_code == 200
+    derived_objects(s3, key, at_least=1)
+    hit = httpx.get(url, headers=JPEG)
+    later = "Fri, 01 Jan 2100 00:00:00 +0000"  # a numeric zone: still a date
+    for since in (hit.headers["last-modified"], later):
+        response = httpx.get(url, headers={**JPEG, "If-Modified-Since": since})
+        assert (response.status_code, response.content) == (304, b"")
+    # If-None-Match wins over If-Modified-Since (RFC 9110): a stale ETag gets the image
+    stale = httpx.get(url, headers={**JPEG, "If-Modified-Since": later, "If-None-Match": '"stale"'})
+    assert stale.status_code == 200 and size_of(stale.content) == (91, 91)
+
+
+def test_should_not_let_an_unsigned_jsonp_callback_poison_stored_metadata(s3, thumbor, uid) -> None:
+    key = f"{uid}/photo.jpg"
+    upload(s3, key)
+    url = signed_path(thumbor, f"meta/50x50/{BUCKET}/{key}")
+    poisoned = httpx.get(url + "?callback=alert", headers=JPEG)
+    assert poisoned.status_code == 200
+    assert poisoned.headers["content-type"].startswith("application/json")
+    assert not poisoned.text.startswith("alert")
+    derived_objects(s3, key, at_least=1)
+    later = httpx.get(url, headers=JPEG)
+    assert later.headers["content-type"].startswith("application/json")
+    assert later.json()["thumbor"]["target"]["width"] == 50
 
 
 # --- 6. presets --------------------------------------------------------------------------------
@@ -300,3 +361,35 @@ def test_should_refuse_with_503_when_overloaded_and_recover(s3, thumbor_factory,
     # every slot was released: one at a time, all succeed
     for url in urls:
         assert httpx.get(url, headers=JPEG, timeout=120).status_code == 200
+
+
+def test_should_keep_the_slot_of_a_client_that_hung_up_until_its_work_ends(s3, s3_server, tmp_path, uid) -> None:
+    """Overload bypass: clients that disconnect at once must not free slots their work still holds."""
+    from urllib.parse import urlsplit
+
+    from thumbor_plugins import embedded
+
+    from .conftest import thumbor_env
+    from .tcp_counter import CountingProxy
+
+    key = f"{uid}/photo.jpg"
+    upload(s3, key)
+    proxy = CountingProxy("127.0.0.1", int(urlsplit(s3_server.endpoint_url).port))
+    env = thumbor_env(s3_server, IMGSTACK_S3_ENDPOINT_URL=proxy.url, IMGSTACK_MAX_CONCURRENT_REQUESTS="1")
+    thumbor = embedded.start_thumbor(env, tmp_path / "thumbor.log")
+    try:
+        proxy.delay = 3.0  # S3 answers slowly: the first request holds its slot for seconds
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.get(sign(f"{BUCKET}/{key}", base=thumbor.url, width=50, height=50), timeout=0.5)
+        # the first client is gone; its fetch is still running
+        second = httpx.get(sign(f"{BUCKET}/{key}", base=thumbor.url, width=60, height=60), timeout=10)
+        assert second.status_code == 503
+        proxy.delay = 0.0
+        deadline = time.monotonic() + 30
+        while (status := httpx.get(sign(f"{BUCKET}/{key}", base=thumbor.url, width=70, height=70),
+                                   timeout=30).status_code) == 503 and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert status == 200  # released once the abandoned work ended
+    finally:
+        thumbor.stop()
+        proxy.close()

@@ -145,6 +145,17 @@ def test_upload_event_warms_every_preset_in_every_format_and_later_requests_hit(
     assert len(derived_objects(s3, key)) == len(expected)  # served from storage, nothing new rendered
 
 
+def test_upload_event_warms_in_private_mode_where_every_link_must_expire(s3, thumbor_factory, uid) -> None:
+    thumbor = thumbor_factory(IMGSTACK_REQUIRE_EXPIRES="true", IMGSTACK_MAX_LINK_LIFETIME="300")
+    key = f"{uid}/private.jpg"
+    upload(s3, key)
+    response = post(thumbor, minio_event("console-put.json", BUCKET, key))
+    assert response.status_code == 200, response.text
+    assert sorted(derived_objects(s3, key, wait=0)) == sorted(r.derived_key for r in expected_variants(key))
+    # a permanent link is still refused there
+    assert httpx.get(sign(f"{BUCKET}/{key}", base=thumbor.url, params=PRESETS["thumb"])).status_code == 403
+
+
 def test_upload_event_for_a_missing_original_is_acknowledged(thumbor, uid) -> None:
     """Uploaded then deleted before the event arrived: nothing to render, nothing to retry."""
     response = post(thumbor, minio_event("docs-put.json", BUCKET, f"{uid}/gone.jpg"))

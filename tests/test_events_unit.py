@@ -48,10 +48,23 @@ def config(**values) -> Config:
     return Config(**{"IMGSTACK_ALLOWED_BUCKETS": ("images",), **values})
 
 
+def test_warm_links_expire_within_the_servers_maximum_lifetime() -> None:
+    source = sources.Source("images", "a.jpg")
+    [first, *_] = warm_requests("images/a.jpg", source, presets.load(None), key=KEY, expires_in=120, now=1000)
+    assert "expires(1120)" in first.url
+    # the stored key is the one a permanent link looks up
+    [permanent, *_] = warm_requests("images/a.jpg", source, presets.load(None), key=KEY)
+    assert first.derived_key == permanent.derived_key and "expires(" not in permanent.url
+    assert events.warm_link_lifetime(None) == events.WARM_LINK_SECONDS
+    assert events.warm_link_lifetime(60) == 60
+    assert events.warm_link_lifetime(10**6) == events.WARM_LINK_SECONDS
+
+
 def test_public_api_is_pinned() -> None:
     assert sorted(events.__all__) == sorted([
         "ACCEPT_CLASSES", "PURGE", "WARM", "Job", "JobQueue", "ObjectEvent", "Outcome", "PayloadError",
-        "QueueFull", "WarmRequest", "action_for", "image_of", "job_for", "jobs_for", "parse_payload",
+        "QueueFull", "WARM_LINK_SECONDS", "WarmRequest", "action_for", "image_of", "job_for", "jobs_for",
+        "parse_payload", "warm_link_lifetime",
         "warm_requests",
     ])
 

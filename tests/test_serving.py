@@ -52,6 +52,16 @@ def test_missing_key_is_404(thumbor, uid) -> None:
     assert response.status_code == 404
 
 
+def test_should_refuse_keys_that_are_not_utf8_once_decoded_with_400(thumbor) -> None:
+    from thumbor_plugins.urls import Signer
+
+    from .conftest import SECURITY_KEY
+
+    path = f"300x200/{BUCKET}/%ff.jpg"
+    response = httpx.get(f"{thumbor.url}/{Signer([SECURITY_KEY]).sign(path)}/{path}")
+    assert response.status_code == 400
+
+
 def test_bucket_outside_allow_list_is_404_even_when_object_exists(s3, thumbor, uid) -> None:
     upload(s3, f"{uid}.jpg", bucket=OTHER_BUCKET)
     response = httpx.get(sign(f"{OTHER_BUCKET}/{uid}.jpg", base=thumbor.url, width=300, height=200))

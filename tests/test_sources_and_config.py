@@ -37,7 +37,7 @@ def test_should_not_decode_twice_double_encoded_traversal() -> None:
 @pytest.mark.parametrize(
     "image",
     ["images/../other/a.jpg", "images/%2e%2e/a.jpg", "images/a/./b.jpg", "images/a/%2E%2E", "images/",
-     "images", "images/a%00.jpg", "images/a%0d%0aX: y", "images/a\nb"],
+     "images", "images/a%00.jpg", "images/a%0d%0aX: y", "images/a\nb", "images/%ff.jpg", "images/a%C3.jpg"],
 )
 def test_should_fail_with_traversal_empty_or_control_characters(image: str) -> None:
     with pytest.raises(SourceError) as error:

@@ -55,6 +55,16 @@ def test_warm_renders_the_same_variants_as_an_upload_event(s3, s3_server, thumbo
     assert response.headers["content-type"] == "image/webp"
 
 
+def test_warm_works_in_private_mode_where_every_link_must_expire(s3, s3_server, thumbor_factory, uid) -> None:
+    thumbor = thumbor_factory(IMGSTACK_REQUIRE_EXPIRES="true", IMGSTACK_MAX_LINK_LIFETIME="300")
+    key = f"{uid}/private.jpg"
+    upload(s3, key)
+    result = run("warm", f"s3://{BUCKET}/{key}", "--url", thumbor.url, "--key", SECURITY_KEY,
+                 "--preset", "thumb", *s3_args(s3_server))
+    assert result.exit_code == 0, result.output
+    assert sorted(derived_objects(s3, key, at_least=3)) == expected(key, ["thumb"])
+
+
 def test_warm_only_named_presets(s3, s3_server, thumbor, uid) -> None:
     key = f"{uid}/only-thumb.jpg"
     upload(s3, key)
@@ -80,7 +90,7 @@ def test_warm_with_a_wrong_key_fails_every_variant(s3, s3_server, thumbor, uid) 
     result = run("warm", f"s3://{BUCKET}/{uid}/", "--url", thumbor.url, "--key", "not-the-key",
                  "--preset", "thumb", *s3_args(s3_server))
     assert result.exit_code == 1
-    assert "3 failed" in result.stdout and "403" in result.stderr
+    assert "3 failed" in result.stdout and "403" in result.stderr and "hint:" in result.stderr
 
 
 @pytest.mark.parametrize("args, message", [

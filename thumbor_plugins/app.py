@@ -14,6 +14,8 @@ Replaces Thumbor's imaging handler with :class:`ImageHandler`, which
 
 from __future__ import annotations
 
+import datetime
+import email.utils
 import logging
 import time
 from dataclasses import dataclass
@@ -51,6 +53,8 @@ def validate(context: Any) -> None:
     keys = _keys(context)
     if not keys[0] or keys[0] in _DEFAULT_KEYS:
         raise ConfigError("SECURITY_KEY is not set: refusing to start (set SECURITY_KEY to a long random secret)")
+    if any(key in _DEFAULT_KEYS for key in keys[1:]):
+        raise ConfigError("IMGSTACK_VERIFY_KEYS holds Thumbor's published default key: anyone could sign links")
     if config.IMGSTACK_SIGNATURE_ALGORITHM not in ("sha1", "sha256"):
         raise ConfigError("IMGSTACK_SIGNATURE_ALGORITHM must be sha1 or sha256")
     try:
@@ -166,6 +170,20 @@ class ImageHandler(ImagingHandler):
             return
         ImageHandler.in_flight += 1
         self._counted = True
+        try:
+            await self._serve(params, source)
+        finally:
+            # released when the work is done, not when the client leaves: a client that hangs up
+            # must not free a slot while its render still runs (overload bypass)
+            self._release()
+
+    async def _serve(self, params: Params, source: sources.Source) -> None:
+        config = self.context.config
+        # JSONP: the result-storage key does not name a callback, so an unsigned ?callback= would
+        # be stored and served to everyone else asking for the same meta/ URL. Only the operator's
+        # META_CALLBACK_NAME may wrap metadata.
+        self.request.arguments.pop("callback", None)
+        self.request.query_arguments.pop("callback", None)
 
         fmt = derived.negotiate_for(config, params.format, self.request.headers)
         canonical = params.without_expires()
@@ -179,10 +197,46 @@ class ImageHandler(ImagingHandler):
 
         request = RequestParameters(request=self.request, **thumbor_arguments(params))
         request.url = generate(canonical)
+        request.unsafe = self.request.path.startswith("/unsafe/")
         request.imgstack = self.imgstack
         self._apply_size_cap(request)
         self.context.request = self._request_parameters = request
         await self.execute_image_operations()
+
+    async def finish_request(self, result_from_storage: Any = None) -> None:
+        """A hit: answer 304 when ``If-Modified-Since`` allows, otherwise the stored bytes.
+
+        Replaces Thumbor's hit path, which raises on dates not in its one format (a 500) and, after
+        a 304, goes on writing the body into the finished response."""
+        if result_from_storage is None:
+            await super().finish_request()
+            return
+        if self._not_modified(getattr(result_from_storage, "last_modified", None)):
+            self.set_status(304)
+            self.finish()
+            return
+        _, content_type = self.define_image_type(self.context, result_from_storage)
+        await self._write_results_to_client(result_from_storage, content_type)
+
+    def _not_modified(self, last_modified: datetime.datetime | None) -> bool:
+        """Sets ``Last-Modified``; True when the client's copy is current. ``If-None-Match``, when
+        sent, is the validator that counts (RFC 9110 13.2.2): Tornado checks it against the ETag."""
+        if not self.context.config.SEND_IF_MODIFIED_LAST_MODIFIED_HEADERS or last_modified is None:
+            return False
+        if last_modified.tzinfo is None:
+            last_modified = last_modified.replace(tzinfo=datetime.timezone.utc)
+        last_modified = last_modified.astimezone(datetime.timezone.utc).replace(microsecond=0)
+        self.set_header("Last-Modified", email.utils.format_datetime(last_modified, usegmt=True))
+        header = self.request.headers.get("If-Modified-Since")
+        if not header or "If-None-Match" in self.request.headers:
+            return False
+        try:
+            since = email.utils.parsedate_to_datetime(header)
+        except (TypeError, ValueError, IndexError):
+            return False  # an unparsable date is ignored, as RFC 9110 asks
+        if since.tzinfo is None:
+            since = since.replace(tzinfo=datetime.timezone.utc)
+        return last_modified <= since
 
     def _apply_size_cap(self, request: RequestParameters) -> None:
         """No size asked: fit the original into MAX_WIDTH x MAX_HEIGHT (never upscaled).
@@ -197,6 +251,10 @@ class ImageHandler(ImagingHandler):
 
     def define_image_type(self, context: Any, result: Any) -> tuple[str, str]:
         info = self.imgstack
+        if result is not None and context.request.meta:
+            # stored metadata: Thumbor sniffs stored bytes for an image type and calls JSON a JPEG
+            callback = context.config.META_CALLBACK_NAME
+            return ".js" if callback else ".json", "text/javascript" if callback else "application/json"
         if result is not None or info is None or context.request.meta or context.request.format:
             return super().define_image_type(context, result)
         engine = context.request.engine
@@ -221,13 +279,8 @@ class ImageHandler(ImagingHandler):
             ImageHandler.in_flight -= 1
             self._counted = False
 
-    def on_connection_close(self) -> None:
-        # the client left: finish() may never run, so on_finish would never release the slot
-        self._release()
-        super().on_connection_close()
-
     def on_finish(self) -> None:
-        self._release()
+        self._release()  # backstop; check_image releases when its work ends
         request = self._request_parameters
         status = self.get_status()
         reason = self.rejection or getattr(request, "imgstack_rejection", None)

@@ -49,6 +49,8 @@ async def _fetch(context, source: sources.Source) -> LoaderResult:  # noqa: ANN0
         observe.s3_fetch(time.perf_counter() - started, s3.bytes_read - before)
     # rendering is timed from here to the response (thumbor_plugins.app)
     context.request.imgstack_loaded_at = time.perf_counter()
+    # the result storage stores the render only if the original is still this one
+    context.request.imgstack_source_etag = data.etag
     try:
         limits.check_pixels(data.body, int(context.config.IMGSTACK_MAX_PIXELS))
     except limits.TooManyPixels as error:

@@ -5,6 +5,10 @@ The key (:mod:`thumbor_plugins.derived`) comes from the request as verified by o
 (``context.request.imgstack``); a request that did not pass through it is never stored.
 ``RESULT_STORAGE_EXPIRATION_SECONDS`` > 0 makes older results a miss. A failed write is logged and
 the response still succeeds.
+
+A render is stored only if its original is still there, unchanged (one HEAD per stored render,
+none per hit): an original deleted or overwritten while it was being rendered must not live on in
+a result stored after the purge that its event triggered.
 """
 
 from __future__ import annotations
@@ -78,12 +82,33 @@ class Storage(BaseStorage):
             return None
         from thumbor.engines import BaseEngine
 
+        if not await self._source_unchanged():
+            return None
         try:
             await self.s3.put(self.bucket, key, image_bytes, content_type=BaseEngine.get_mimetype(image_bytes))
         except S3Error as error:
             logger.error("result storage write %s failed: %s", key, error)
             return None
         return key
+
+    async def _source_unchanged(self) -> bool:
+        request = self.context.request
+        etag = getattr(request, "imgstack_source_etag", None)
+        if etag is None:
+            return True  # not loaded by our loader (nothing to compare with)
+        source = request.imgstack.source
+        try:
+            current = await self.s3.head(source.bucket, source.key)
+        except NotFound:
+            logger.info("not storing %s: its original was deleted while rendering", self.key)
+            return False
+        except S3Error as error:
+            logger.warning("not storing %s: cannot check its original: %s", self.key, error)
+            return False
+        if current.etag != etag:
+            logger.info("not storing %s: its original changed while rendering", self.key)
+            return False
+        return True
 
     async def last_updated(self) -> datetime.datetime | None:
         return self._last_modified

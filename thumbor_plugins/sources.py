@@ -45,7 +45,10 @@ def locate(
     Refuses (400) empty keys, ``.``/``..`` segments, NUL/CR/LF; refuses (404) buckets outside
     ``allowed_buckets``.
     """
-    decoded = unquote(image, errors="strict") if "%" in image else image
+    try:
+        decoded = unquote(image, errors="strict") if "%" in image else image
+    except UnicodeDecodeError:
+        raise SourceError("key is not valid UTF-8 once percent-decoded", 400) from None
     if any(ch in decoded for ch in _FORBIDDEN_CHARS):
         raise SourceError("control characters in key", 400)
     decoded = decoded.lstrip("/")

@@ -72,13 +72,16 @@ def list_keys(client: Any, bucket: str, prefix: str) -> Iterator[str]:
               envvar="IMGSTACK_SIGNATURE_ALGORITHM", show_envvar=True, show_default=True)
 @click.option("--preset", "names", multiple=True, metavar="NAME", help="Only these presets (repeatable; default: all).")
 @click.option("--concurrency", type=click.IntRange(1, 64), default=4, show_default=True, help="Parallel requests.")
+@click.option("--link-lifetime", type=click.IntRange(min=1), default=None, envvar="IMGSTACK_MAX_LINK_LIFETIME",
+              show_envvar=True, metavar="SECONDS",
+              help="Seconds each warm link is valid (default 300, or the server's maximum when shorter).")
 @click.option("--timeout", type=click.FloatRange(min=1), default=60.0, show_default=True, help="Seconds per request.")
 @s3_options
 def command(location: str, base: str, key: str | None, algorithm: str, names: tuple[str, ...], concurrency: int,
-            timeout: float, endpoint_url: str | None, access_key: str | None, secret_key: str | None) -> None:
+            link_lifetime: int | None, timeout: float, endpoint_url: str | None, access_key: str | None, secret_key: str | None) -> None:
     """Render every preset, in every negotiated format, of each original under s3://BUCKET/PREFIX."""
     from thumbor_plugins import presets
-    from thumbor_plugins.events import warm_requests
+    from thumbor_plugins.events import warm_link_lifetime, warm_requests
     from thumbor_plugins.sources import Source
 
     if not key:
@@ -102,17 +105,20 @@ def command(location: str, base: str, key: str | None, algorithm: str, names: tu
     except Exception as error:  # noqa: BLE001 - reported as a clear CLI error
         raise s3_failure(error, f"cannot list s3://{bucket}/{prefix}") from None
 
-    work = [
-        request
-        for object_key in keys
-        for request in warm_requests(f"{bucket}/{object_key}", Source(bucket, object_key), known, key=key,
-                                     base=base, algorithm=algorithm, names=names or None)
-    ]
+    lifetime = warm_link_lifetime(link_lifetime)
+
+    def requests_of(object_key: str) -> list[Any]:
+        # signed when used: a long backfill must not outlive its links
+        return warm_requests(f"{bucket}/{object_key}", Source(bucket, object_key), known, key=key, base=base,
+                             algorithm=algorithm, names=names or None, expires_in=lifetime)
+
+    work = [(object_key, index) for object_key in keys for index in range(len(requests_of(object_key)))]
     failures: list[str] = []
     with httpx.Client(timeout=timeout, limits=httpx.Limits(max_connections=concurrency)) as http, \
             progress(len(work), "variant") as bar:
 
-        def fetch(request: Any) -> str | None:
+        def fetch(item: tuple[str, int]) -> str | None:
+            request = requests_of(item[0])[item[1]]
             try:
                 response = http.get(request.url, headers={"Accept": request.accept})
                 status = str(response.status_code) if response.status_code != 200 else None
@@ -127,6 +133,9 @@ def command(location: str, base: str, key: str | None, algorithm: str, names: tu
                     failures.append(failure)
     for failure in failures:
         click.echo(f"failed: {failure}", err=True)
+    if any(failure.startswith(("403 ", "410 ")) for failure in failures):
+        click.echo("hint: the server refused the warm links: check --key/SECURITY_KEY and, when it caps link "
+                   "lifetimes (IMGSTACK_MAX_LINK_LIFETIME), pass --link-lifetime at most that cap", err=True)
     click.echo(f"warmed {len(keys)} images, {len(work) - len(failures)} variants, {len(failures)} failed")
     if failures:
         sys.exit(1)

@@ -17,12 +17,13 @@ Errors: :class:`PayloadError` (not a notification: 400), :class:`QueueFull` (503
 from .jobs import Job, image_of, job_for, jobs_for
 from .payload import PURGE, WARM, ObjectEvent, PayloadError, action_for, parse_payload
 from .queue import JobQueue, Outcome, QueueFull
-from .warm import ACCEPT_CLASSES, WarmRequest, warm_requests
+from .warm import ACCEPT_CLASSES, WARM_LINK_SECONDS, WarmRequest, warm_link_lifetime, warm_requests
 
 __all__ = [
     "ACCEPT_CLASSES",
     "PURGE",
     "WARM",
+    "WARM_LINK_SECONDS",
     "Job",
     "JobQueue",
     "ObjectEvent",
@@ -35,5 +36,6 @@ __all__ = [
     "job_for",
     "jobs_for",
     "parse_payload",
+    "warm_link_lifetime",
     "warm_requests",
 ]

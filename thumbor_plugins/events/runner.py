@@ -9,7 +9,8 @@
   bounded wait for the stored object, so that a job is done only when its variants are stored.
 
 Failures: an S3 error, a 5xx or a connection error → ``ok=False`` (the event is answered 503 and
-MinIO retries; both actions are idempotent). A 4xx render (the original was deleted meanwhile, is
+MinIO retries; both actions are idempotent), and so is a 401/403/410 (our own link refused: a
+configuration error to fix, not an event to drop). Any other 4xx render (the original was deleted meanwhile, is
 too large, is not an image) is final: logged, not retried.
 """
 
@@ -26,7 +27,7 @@ from ..s3.aio import AsyncS3, for_config
 from .jobs import Job
 from .payload import PURGE, WARM
 from .queue import Outcome
-from .warm import WarmRequest, warm_requests
+from .warm import WarmRequest, warm_link_lifetime, warm_requests
 
 logger = logging.getLogger("imgstack.events")
 
@@ -34,6 +35,10 @@ logger = logging.getLogger("imgstack.events")
 RENDER_TIMEOUT = 60.0
 #: seconds to wait for a rendered result to appear in the derived bucket
 STORE_WAIT = 5.0
+#: seconds after a purge to purge once more. A render stores its result only if its original is
+#: still there (thumbor_plugins.result_storage), but one that checked just before the delete can
+#: finish its write just after the first purge; the second purge removes that write.
+REPURGE_DELAY = 5.0
 
 
 def loopback_base(context: Any) -> str:
@@ -61,6 +66,7 @@ class Runner:
         self.s3 = s3 or for_config(config)
         self.derived_bucket = config.IMGSTACK_DERIVED_BUCKET
         self._fetch = fetch
+        self._repurges: set[asyncio.Task] = set()
 
     def requests_for(self, job: Job) -> list[WarmRequest]:
         config = self.context.config
@@ -73,6 +79,7 @@ class Runner:
             algorithm=config.IMGSTACK_SIGNATURE_ALGORITHM,
             auto_avif=bool(config.AUTO_AVIF),
             auto_webp=bool(config.AUTO_WEBP),
+            expires_in=warm_link_lifetime(int(config.IMGSTACK_MAX_LINK_LIFETIME or 0)),
         )
 
     async def __call__(self, job: Job) -> Outcome:
@@ -85,11 +92,27 @@ class Runner:
         counts = {"purged": purged}
         if job.action == PURGE:
             logger.info("purged %d variants of %s in %.2fs", purged, job.source.prefix, time.monotonic() - started)
+            self._purge_again_later(job.source.prefix)
             return Outcome(job, ok=True, counts=counts)
         assert job.action == WARM
         outcome = await self._warm(job, counts)
         logger.info("warmed %s: %s in %.2fs", job.source.prefix, outcome.counts, time.monotonic() - started)
         return outcome
+
+    def _purge_again_later(self, prefix: str) -> None:
+        async def repurge() -> None:
+            await asyncio.sleep(REPURGE_DELAY)
+            try:
+                late = await self.s3.delete_prefix(self.derived_bucket, prefix)
+            except S3Error as error:
+                logger.warning("second purge of %s failed: %s", prefix, error)
+                return
+            if late:
+                logger.warning("second purge of %s removed %d results stored during the first", prefix, late)
+
+        task = asyncio.ensure_future(repurge())
+        self._repurges.add(task)
+        task.add_done_callback(self._repurges.discard)
 
     async def _warm(self, job: Job, counts: dict[str, int]) -> Outcome:
         counts.update(stored=0, skipped=0, failed=0)
@@ -105,6 +128,11 @@ class Runner:
                     counts["skipped"] += 1
                 else:
                     counts["stored"] += 1
+            elif status in (401, 403, 410):
+                # our own signed link refused: a configuration error, never final for the event
+                logger.error("warm of %s %s refused with %d: check SECURITY_KEY and the link settings",
+                             job.source.prefix, request.preset, status)
+                counts["failed"] += 1
             elif 400 <= status < 500:
                 logger.warning("warm of %s %s for %s: %d (not retried)", job.source.prefix, request.preset, request.accept, status)
                 counts["skipped"] += 1

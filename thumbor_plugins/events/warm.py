@@ -18,6 +18,19 @@ from ..derived import derived_key, negotiate
 from ..sources import Source
 from ..urls import Params, build_url, generate, parse, split_signed
 
+#: seconds a warm link is valid: warm links expire, so that warming also works in private mode
+#: (IMGSTACK_REQUIRE_EXPIRES) and a leaked warm URL is no permanent link. Expiry is not part of
+#: the result-storage key: the warm stores exactly what later links of any expiry look up.
+WARM_LINK_SECONDS = 300
+
+
+def warm_link_lifetime(max_lifetime: int | None = None) -> int:
+    """:data:`WARM_LINK_SECONDS`, or the server's maximum link lifetime when that is shorter."""
+    if max_lifetime and max_lifetime > 0:
+        return min(WARM_LINK_SECONDS, int(max_lifetime))
+    return WARM_LINK_SECONDS
+
+
 #: one ``Accept`` header per class of browser, best first
 ACCEPT_CLASSES = (
     "image/avif,image/webp,*/*",
@@ -48,9 +61,11 @@ def warm_requests(
     auto_avif: bool = True,
     auto_webp: bool = True,
     names: Iterable[str] | None = None,
+    expires_in: int | None = None,
+    now: float | None = None,
 ) -> list[WarmRequest]:
     """Every preset (or only ``names``, in the presets' order) × every distinct negotiated format,
-    as permanent signed URLs for ``image`` (decoded, as for :func:`~thumbor_plugins.urls.build_url`).
+    as signed URLs for ``image`` valid ``expires_in`` seconds from ``now`` (permanent when None) (decoded, as for :func:`~thumbor_plugins.urls.build_url`).
     ``source`` is the S3 object the server locates for ``image``. KeyError for an unknown name."""
     wanted = None if names is None else list(names)
     for name in wanted or ():
@@ -62,7 +77,8 @@ def warm_requests(
     for name, preset in presets.items():
         if wanted is not None and name not in wanted:
             continue
-        url = build_url(image, key=key, base=base, params=preset, algorithm=algorithm)
+        url = build_url(image, key=key, base=base, params=preset, algorithm=algorithm,
+                        expires_in=expires_in, now=now)
         # the server's view of this URL: the path after the signature, without expires()
         _, rest = split_signed(url[len(prefix):])
         params = parse(rest)

@@ -1,0 +1,46 @@
+"""The pixel cap reads headers only and counts what the engine would decode."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from PIL import Image
+
+from thumbor_plugins import limits
+
+from .test_delivery import animated_gif_bomb, gif_bomb, png_bomb
+
+
+def encoded(image: Image.Image, fmt: str, **options) -> bytes:  # noqa: ANN003
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **options)
+    return buffer.getvalue()
+
+
+def test_still_image_is_width_times_height() -> None:
+    size = limits.check_pixels(encoded(Image.new("RGB", (640, 480)), "PNG"), 640 * 480)
+    assert size == limits.Declared(640, 480, 1)
+
+
+def test_small_animated_gif_counts_every_frame_and_passes() -> None:
+    frames = [Image.new("RGB", (100, 80), (i * 50, 0, 0)) for i in range(5)]
+    body = encoded(frames[0], "GIF", save_all=True, append_images=frames[1:])
+    assert limits.check_pixels(body, 75_000_000) == limits.Declared(100, 80, 5)
+
+
+def test_should_refuse_animated_gif_whose_frames_add_up_over_the_cap() -> None:
+    body = animated_gif_bomb(3000, 3000, 12)
+    assert limits.check_pixels(body, 200_000_000).pixels == 108_000_000
+    with pytest.raises(limits.TooManyPixels, match="12 frames"):
+        limits.check_pixels(body, 75_000_000)
+
+
+@pytest.mark.parametrize("body", [png_bomb(12000, 12000), gif_bomb()], ids=["png", "gif"])
+def test_should_refuse_bomb_from_its_header(body: bytes) -> None:
+    with pytest.raises(limits.TooManyPixels):
+        limits.check_pixels(body, 75_000_000)
+
+
+def test_unknown_formats_are_left_to_the_engine() -> None:
+    assert limits.check_pixels(b"<svg xmlns='http://www.w3.org/2000/svg'/>", 1) is None
