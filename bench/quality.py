@@ -22,6 +22,9 @@ from PIL import Image
 from skimage.metrics import structural_similarity
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+
+from report import write_report  # noqa: E402
 QUALITIES = [40, 50, 60, 65, 70, 75, 80, 85, 90, 95]
 FORMATS = {"jpeg": "JPEG", "webp": "WEBP", "avif": "AVIF"}
 TARGET_SSIM = 0.984
@@ -85,10 +88,7 @@ def main() -> int:
             continue
         size, ssim = table[(fmt, chosen)]
         lines.append(f"| {fmt} | {chosen} | {size:,.0f} | {ssim:.4f} | {size / table[REFERENCE][0]:.2f}x |")
-    report = "\n".join(lines) + "\n"
-    (ROOT / "bench" / "results").mkdir(parents=True, exist_ok=True)
-    (ROOT / "bench" / "results" / "quality.md").write_text(report)
-    print(report)
+    write_report("quality", lines)
     return 0
 
 

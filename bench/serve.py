@@ -8,7 +8,6 @@ Writes bench/results/serve.md.
 from __future__ import annotations
 
 import argparse
-import re
 import statistics
 import sys
 import tempfile
@@ -21,6 +20,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from thumbor_plugins import embedded  # noqa: E402
+
+from report import peak_rss_mb, write_report  # noqa: E402
 from thumbor_plugins.urls import build_url  # noqa: E402
 
 KEY = "bench-security-key-0123456789abcdef"
@@ -33,11 +34,6 @@ def timed(http: httpx.Client, url: str, accept: str) -> float:
     elapsed = time.perf_counter() - started
     assert response.status_code == 200, response.status_code
     return elapsed
-
-
-def peak_rss_mb(pid: int) -> float:
-    status = Path(f"/proc/{pid}/status").read_text()
-    return int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) / 1024
 
 
 def main() -> int:
@@ -90,10 +86,7 @@ def main() -> int:
     for fmt, miss, hit in rows:
         lines.append(f"| {fmt} | {miss * 1000:.0f} ms | {hit * 1000:.1f} ms | {miss / hit:.0f}x |")
     lines += ["", f"Thumbor peak RSS after all renders: {rss:.0f} MB."]
-    report = "\n".join(lines) + "\n"
-    (ROOT / "bench" / "results").mkdir(parents=True, exist_ok=True)
-    (ROOT / "bench" / "results" / "serve.md").write_text(report)
-    print(report)
+    write_report("serve", lines)
     return 0
 
 
