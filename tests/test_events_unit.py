@@ -56,7 +56,10 @@ def test_warm_links_expire_within_the_servers_maximum_lifetime() -> None:
     [permanent, *_] = warm_requests("images/a.jpg", source, presets.load(None), key=KEY)
     assert first.derived_key == permanent.derived_key and "expires(" not in permanent.url
     assert events.warm_link_lifetime(None) == events.WARM_LINK_SECONDS
-    assert events.warm_link_lifetime(60) == 60
+    assert events.warm_link_lifetime(0) == events.WARM_LINK_SECONDS
+    assert events.warm_link_lifetime(60) == 54  # a margin for clock skew
+    assert events.warm_link_lifetime(300) == 270
+    assert events.warm_link_lifetime(1) == 1
     assert events.warm_link_lifetime(10**6) == events.WARM_LINK_SECONDS
 
 

@@ -9,7 +9,7 @@ from PIL import Image
 
 from thumbor_plugins import limits
 
-from .test_delivery import animated_gif_bomb, gif_bomb, png_bomb
+from .test_delivery import animated_gif_bomb, gif_bomb, png_bomb, raw_gif
 
 
 def encoded(image: Image.Image, fmt: str, **options) -> bytes:  # noqa: ANN003
@@ -44,3 +44,35 @@ def test_should_refuse_bomb_from_its_header(body: bytes) -> None:
 
 def test_unknown_formats_are_left_to_the_engine() -> None:
     assert limits.check_pixels(b"<svg xmlns='http://www.w3.org/2000/svg'/>", 1) is None
+
+
+def test_should_refuse_a_gif_whose_frames_overflow_a_tiny_canvas() -> None:
+    """Pillow grows the canvas to the largest frame: 12 frames of 8000x8000 on a 1x1 screen."""
+    body = raw_gif((1, 1), [(0, 0, 1, 1)] + [(0, 0, 8000, 8000)] * 11)
+    assert limits.declared(body) == limits.Declared(8000, 8000, 12)
+    with pytest.raises(limits.TooManyPixels):
+        limits.check_pixels(body, 75_000_000)
+
+
+def test_should_refuse_a_gif_bomb_with_a_damaged_tail() -> None:
+    """Frames up to the damage still decode: they count, the damage does not hide them."""
+    body = raw_gif((8000, 8000), [(0, 0, 1, 1)] * 12, tail=b"\x99garbage")
+    assert limits.declared(body) == limits.Declared(8000, 8000, 12)
+    truncated = raw_gif((8000, 8000), [(0, 0, 1, 1)] * 12)[:-3]  # inside the last frame's data
+    assert limits.declared(truncated).frames == 12
+    with pytest.raises(limits.TooManyPixels):
+        limits.check_pixels(body, 75_000_000)
+
+
+def test_should_refuse_a_gif_with_too_many_tiny_frames() -> None:
+    body = raw_gif((1, 1), [(0, 0, 1, 1)] * 1001)
+    assert limits.check_pixels(body, 75_000_000) is not None  # few pixels...
+    with pytest.raises(limits.TooManyPixels, match="1001 frames"):
+        limits.check_pixels(body, 75_000_000, max_frames=1000)  # ...but too many frames
+
+
+def test_block_reader_agrees_with_pillow_on_a_real_animated_gif() -> None:
+    frames = [Image.new("RGB", (120, 90), (i * 40, 255 - i * 40, 0)) for i in range(6)]
+    body = encoded(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=40)
+    with Image.open(io.BytesIO(body)) as image:
+        assert limits.declared(body) == limits.Declared(*image.size, image.n_frames)

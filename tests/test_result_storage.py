@@ -5,34 +5,41 @@ result behind the purge its event triggered)."""
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 
 import pytest
 from thumbor.config import Config
 from thumbor.context import Context, RequestParameters
 
-from thumbor_plugins import derived
+from thumbor_plugins import derived, loader
 from thumbor_plugins.app import RequestInfo
 from thumbor_plugins.result_storage import Storage
 from thumbor_plugins.s3.aio import for_config
 from thumbor_plugins.sources import Source
 from thumbor_plugins.urls import parse
 
-from .conftest import BUCKET, DERIVED
+from .conftest import BUCKET, DERIVED, FIXTURES
 
 pytestmark = pytest.mark.integration
 
 RENDERED = b"\xff\xd8\xff\xe0 a rendered jpeg"
+ORIGINAL = (FIXTURES / "800px-Guido-portrait-2014.jpg").read_bytes()
 
 
-def stored_after_render(s3_server, s3, key: str, between) -> bool:  # noqa: ANN001
-    """Load ``key``'s ETag as the loader does, run ``between()`` (what happens during the render),
-    then let the result storage put; True when the result was stored."""
-    config = Config(
+def s3_config(s3_server) -> Config:  # noqa: ANN001
+    return Config(
         IMGSTACK_S3_ENDPOINT_URL=s3_server.endpoint_url,
         IMGSTACK_S3_ACCESS_KEY=s3_server.access_key,
         IMGSTACK_S3_SECRET_KEY=s3_server.secret_key,
+        IMGSTACK_ALLOWED_BUCKETS=(BUCKET,),
         IMGSTACK_DERIVED_BUCKET=DERIVED,
     )
+
+
+def stored_after_render(s3_server, s3, key: str, between) -> bool:  # noqa: ANN001
+    """Load ``key`` with the loader, run ``between()`` (what happens during the render), then let
+    the result storage put; True when the result was stored."""
+    config = s3_config(s3_server)
     source = Source(BUCKET, key)
     params = parse(f"100x100/{BUCKET}/{key}")
     info = RequestInfo(params=params, source=source, format="jpeg",
@@ -40,33 +47,74 @@ def stored_after_render(s3_server, s3, key: str, between) -> bool:  # noqa: ANN0
     context = Context(config=config)
     context.request = RequestParameters()
     context.request.imgstack = info
-    context.request.imgstack_source_etag = s3.head_object(Bucket=BUCKET, Key=key)["ETag"].strip('"')
-    between()
 
-    async def put() -> str | None:
+    async def render() -> str | None:
         try:
+            loaded = await loader.load(context, f"{BUCKET}/{key}")
+            assert loaded.successful
+            between()
             return await Storage(context).put(RENDERED)
         finally:
             await for_config(config).close()
 
-    stored = asyncio.run(put())
+    stored = asyncio.run(render())
     exists = s3.list_objects_v2(Bucket=DERIVED, Prefix=info.derived_key)["KeyCount"] == 1
     assert exists == (stored is not None)
     return exists
 
 
 def test_render_of_an_unchanged_original_is_stored(s3_server, s3, uid) -> None:
-    s3.put_object(Bucket=BUCKET, Key=f"{uid}/a.jpg", Body=b"original")
+    s3.put_object(Bucket=BUCKET, Key=f"{uid}/a.jpg", Body=ORIGINAL)
     assert stored_after_render(s3_server, s3, f"{uid}/a.jpg", lambda: None)
 
 
 def test_should_not_store_a_render_whose_original_was_deleted_meanwhile(s3_server, s3, uid) -> None:
     key = f"{uid}/deleted.jpg"
-    s3.put_object(Bucket=BUCKET, Key=key, Body=b"original")
+    s3.put_object(Bucket=BUCKET, Key=key, Body=ORIGINAL)
     assert not stored_after_render(s3_server, s3, key, lambda: s3.delete_object(Bucket=BUCKET, Key=key))
 
 
 def test_should_not_store_a_render_whose_original_was_overwritten_meanwhile(s3_server, s3, uid) -> None:
     key = f"{uid}/overwritten.jpg"
-    s3.put_object(Bucket=BUCKET, Key=key, Body=b"original")
+    s3.put_object(Bucket=BUCKET, Key=key, Body=ORIGINAL)
     assert not stored_after_render(s3_server, s3, key, lambda: s3.put_object(Bucket=BUCKET, Key=key, Body=b"new photo"))
+
+
+# --- the second purge (thumbor_plugins.events.runner) ---------------------------------------
+
+def purge_then_late_write(s3_server, s3, key: str, *, upload_again: bool, monkeypatch) -> list[str]:  # noqa: ANN001
+    """A purge job, then a result written late (a render that checked its original just before
+    the delete); the derived keys left once the second purge has run."""
+    from thumbor_plugins.events import PURGE, Job
+    from thumbor_plugins.events import runner as runner_module
+
+    monkeypatch.setattr(runner_module, "REPURGE_DELAY", 0.3)
+    config = s3_config(s3_server)
+    source = Source(BUCKET, key)
+    context = SimpleNamespace(config=config, server=SimpleNamespace(ip="127.0.0.1", port=1, security_key="k"))
+
+    async def go() -> None:
+        try:
+            runner = runner_module.Runner(context)
+            outcome = await runner(Job(PURGE, source, f"{BUCKET}/{key}"))
+            assert outcome.ok
+            s3.put_object(Bucket=DERIVED, Key=f"{source.prefix}late.jpeg", Body=RENDERED)
+            if upload_again:
+                s3.put_object(Bucket=BUCKET, Key=key, Body=ORIGINAL)
+            await asyncio.gather(*runner._repurges)
+        finally:
+            await for_config(config).close()
+
+    asyncio.run(go())
+    listing = s3.list_objects_v2(Bucket=DERIVED, Prefix=source.prefix)
+    return [item["Key"] for item in listing.get("Contents", [])]
+
+
+def test_second_purge_removes_a_result_written_after_the_first(s3_server, s3, uid, monkeypatch) -> None:
+    assert purge_then_late_write(s3_server, s3, f"{uid}/gone.jpg", upload_again=False, monkeypatch=monkeypatch) == []
+
+
+def test_second_purge_keeps_the_variants_of_an_original_uploaded_again(s3_server, s3, uid, monkeypatch) -> None:
+    key = f"{uid}/back.jpg"
+    left = purge_then_late_write(s3_server, s3, key, upload_again=True, monkeypatch=monkeypatch)
+    assert left == [f"{BUCKET}/{key}/late.jpeg"]

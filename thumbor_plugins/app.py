@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime
 import email.utils
+import hashlib
 import logging
 import time
 from dataclasses import dataclass
@@ -212,6 +213,10 @@ class ImageHandler(ImagingHandler):
             await super().finish_request()
             return
         if self._not_modified(getattr(result_from_storage, "last_modified", None)):
+            if self.context.config.ENABLE_ETAGS:
+                # the ETag the 200 would carry (Tornado's: SHA-1 of the body), as RFC 9110 asks
+                body = getattr(result_from_storage, "buffer", result_from_storage)
+                self.set_header("Etag", f'"{hashlib.sha1(body).hexdigest()}"')  # noqa: S324 - not security
             self.set_status(304)
             self.finish()
             return
@@ -232,7 +237,7 @@ class ImageHandler(ImagingHandler):
             return False
         try:
             since = email.utils.parsedate_to_datetime(header)
-        except (TypeError, ValueError, IndexError):
+        except (TypeError, ValueError, IndexError, OverflowError):
             return False  # an unparsable date is ignored, as RFC 9110 asks
         if since.tzinfo is None:
             since = since.replace(tzinfo=datetime.timezone.utc)
@@ -280,7 +285,8 @@ class ImageHandler(ImagingHandler):
             self._counted = False
 
     def on_finish(self) -> None:
-        self._release()  # backstop; check_image releases when its work ends
+        # no release here: finish() comes before the result is stored; check_image's finally
+        # releases the slot when all the work has ended
         request = self._request_parameters
         status = self.get_status()
         reason = self.rejection or getattr(request, "imgstack_rejection", None)

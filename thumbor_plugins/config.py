@@ -86,6 +86,10 @@ Config.define(
     "IMGSTACK_MAX_PIXELS", 75_000_000,
     "Refuse (422) originals whose header declares more pixels, before decoding.", "Delivery")
 Config.define(
+    "IMGSTACK_MAX_FRAMES", 1000,
+    "Refuse (422) animated GIFs with more frames (each costs memory and time to load). 0: no cap.",
+    "Delivery")
+Config.define(
     "IMGSTACK_JPEG_SHRINK_ON_LOAD", True,
     "Decode JPEG originals at 1/2, 1/4 or 1/8 scale when the output is that much smaller (libjpeg "
     "DCT scaling, as libvips and imgproxy do): a 5K photo to a thumbnail decodes ~10x faster. "

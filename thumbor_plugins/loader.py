@@ -52,7 +52,7 @@ async def _fetch(context, source: sources.Source) -> LoaderResult:  # noqa: ANN0
     # the result storage stores the render only if the original is still this one
     context.request.imgstack_source_etag = data.etag
     try:
-        limits.check_pixels(data.body, int(context.config.IMGSTACK_MAX_PIXELS))
+        limits.check_pixels(data.body, int(context.config.IMGSTACK_MAX_PIXELS), int(context.config.IMGSTACK_MAX_FRAMES))
     except limits.TooManyPixels as error:
         logger.warning("refused %s/%s: %s", source.bucket, source.key, error)
         context.request.imgstack_rejection = "too_many_pixels"

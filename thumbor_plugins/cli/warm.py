@@ -72,9 +72,10 @@ def list_keys(client: Any, bucket: str, prefix: str) -> Iterator[str]:
               envvar="IMGSTACK_SIGNATURE_ALGORITHM", show_envvar=True, show_default=True)
 @click.option("--preset", "names", multiple=True, metavar="NAME", help="Only these presets (repeatable; default: all).")
 @click.option("--concurrency", type=click.IntRange(1, 64), default=4, show_default=True, help="Parallel requests.")
-@click.option("--link-lifetime", type=click.IntRange(min=1), default=None, envvar="IMGSTACK_MAX_LINK_LIFETIME",
+@click.option("--max-link-lifetime", "link_lifetime", type=click.IntRange(min=0), default=None, envvar="IMGSTACK_MAX_LINK_LIFETIME",
               show_envvar=True, metavar="SECONDS",
-              help="Seconds each warm link is valid (default 300, or the server's maximum when shorter).")
+              help="The server's maximum link lifetime, if it has one (0: none): warm links are valid "
+                   "300 s, or a little less than that maximum.")
 @click.option("--timeout", type=click.FloatRange(min=1), default=60.0, show_default=True, help="Seconds per request.")
 @s3_options
 def command(location: str, base: str, key: str | None, algorithm: str, names: tuple[str, ...], concurrency: int,
@@ -134,8 +135,8 @@ def command(location: str, base: str, key: str | None, algorithm: str, names: tu
     for failure in failures:
         click.echo(f"failed: {failure}", err=True)
     if any(failure.startswith(("403 ", "410 ")) for failure in failures):
-        click.echo("hint: the server refused the warm links: check --key/SECURITY_KEY and, when it caps link "
-                   "lifetimes (IMGSTACK_MAX_LINK_LIFETIME), pass --link-lifetime at most that cap", err=True)
+        click.echo("hint: the server refused the warm links: check --key/SECURITY_KEY and, when the server caps "
+                   "link lifetimes, pass that cap as --max-link-lifetime (or IMGSTACK_MAX_LINK_LIFETIME)", err=True)
     click.echo(f"warmed {len(keys)} images, {len(work) - len(failures)} variants, {len(failures)} failed")
     if failures:
         sys.exit(1)

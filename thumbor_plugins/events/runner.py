@@ -24,6 +24,7 @@ from typing import Any
 from .. import presets as _presets
 from ..s3 import NotFound, S3Error
 from ..s3.aio import AsyncS3, for_config
+from ..sources import Source
 from .jobs import Job
 from .payload import PURGE, WARM
 from .queue import Outcome
@@ -92,33 +93,44 @@ class Runner:
         counts = {"purged": purged}
         if job.action == PURGE:
             logger.info("purged %d variants of %s in %.2fs", purged, job.source.prefix, time.monotonic() - started)
-            self._purge_again_later(job.source.prefix)
+            self._purge_again_later(job.source)
             return Outcome(job, ok=True, counts=counts)
         assert job.action == WARM
         outcome = await self._warm(job, counts)
         logger.info("warmed %s: %s in %.2fs", job.source.prefix, outcome.counts, time.monotonic() - started)
         return outcome
 
-    def _purge_again_later(self, prefix: str) -> None:
+    def _purge_again_later(self, source: Source) -> asyncio.Task:
         async def repurge() -> None:
             await asyncio.sleep(REPURGE_DELAY)
             try:
-                late = await self.s3.delete_prefix(self.derived_bucket, prefix)
+                await self.s3.head(source.bucket, source.key)
+                return  # uploaded again meanwhile: its own event purged and warmed; keep those
+            except NotFound:
+                pass
             except S3Error as error:
-                logger.warning("second purge of %s failed: %s", prefix, error)
+                logger.warning("second purge of %s skipped: %s", source.prefix, error)
+                return
+            try:
+                late = await self.s3.delete_prefix(self.derived_bucket, source.prefix)
+            except S3Error as error:
+                logger.warning("second purge of %s failed: %s", source.prefix, error)
                 return
             if late:
-                logger.warning("second purge of %s removed %d results stored during the first", prefix, late)
+                logger.warning("second purge of %s removed %d results stored during the first", source.prefix, late)
 
         task = asyncio.ensure_future(repurge())
         self._repurges.add(task)
         task.add_done_callback(self._repurges.discard)
+        return task
 
     async def _warm(self, job: Job, counts: dict[str, int]) -> Outcome:
         counts.update(stored=0, skipped=0, failed=0)
         wait_for_store = True
         # one at a time: renders are CPU-bound in this process; workers give the parallelism
-        for request in self.requests_for(job):
+        for index in range(len(self.requests_for(job))):
+            # signed just before use: a slow job must not outlive its (expiring) links
+            request = self.requests_for(job)[index]
             status = await self._get(request)
             if status == 200:
                 if wait_for_store and not await self._stored(request.derived_key):

@@ -25,9 +25,11 @@ WARM_LINK_SECONDS = 300
 
 
 def warm_link_lifetime(max_lifetime: int | None = None) -> int:
-    """:data:`WARM_LINK_SECONDS`, or the server's maximum link lifetime when that is shorter."""
+    """:data:`WARM_LINK_SECONDS`, or less than the server's maximum link lifetime when that is
+    shorter (a tenth of it, at most 30 s, is left for clock skew between the signer and the
+    server). ``None`` or 0: the server has no maximum."""
     if max_lifetime and max_lifetime > 0:
-        return min(WARM_LINK_SECONDS, int(max_lifetime))
+        return max(1, min(WARM_LINK_SECONDS, int(max_lifetime) - min(30, int(max_lifetime) // 10)))
     return WARM_LINK_SECONDS
 
 
