@@ -238,3 +238,17 @@ def shared(settings: S3Settings) -> AsyncS3:
 
 def for_config(config: Any) -> AsyncS3:
     return shared(S3Settings.from_config(config))
+
+
+def close_shared_at_exit() -> None:
+    """At interpreter exit, close every shared client on the loop it was made on, if that loop
+    still exists and is idle (Thumbor stops its IOLoop on SIGTERM; it does not close it), so that
+    connections end cleanly instead of being reaped by the garbage collector."""
+    for instance in list(_instances.values()):
+        loop = instance._loop
+        if instance._client_cm is None or loop is None or loop.is_closed() or loop.is_running():
+            continue
+        try:
+            loop.run_until_complete(asyncio.wait_for(instance.close(), timeout=2.0))
+        except Exception:  # noqa: BLE001, S110 - best effort at exit
+            pass
