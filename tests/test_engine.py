@@ -21,8 +21,8 @@ from .test_delivery import JPEG, detect_face, put_bytes, signed_path
 SIZE = (5120, 2880)
 
 
-def request(width=0, height=0, *, meta=False, should_crop=False, filters=""):  # noqa: ANN001, ANN202
-    return SimpleNamespace(width=width, height=height, meta=meta, should_crop=should_crop, filters=filters)
+def request(width=0, height=0, *, meta=False, should_crop=False, filters="", trim=None):  # noqa: ANN001, ANN202
+    return SimpleNamespace(width=width, height=height, meta=meta, should_crop=should_crop, filters=filters, trim=trim)
 
 
 @pytest.mark.parametrize("req, expected", [
@@ -38,6 +38,7 @@ def request(width=0, height=0, *, meta=False, should_crop=False, filters=""):  #
     (request(300, 200, filters="focal(10x10:90x90)"), None),
     (request(300, 200, filters="quality(80):proportion(0.5)"), None),
     (request(300, 200, filters="quality(80):format(webp)"), (534, 300)),
+    (request(300, 200, trim="top-left"), None),  # trim's tolerance reads pixel edges
 ])
 def test_shrink_target(req, expected) -> None:  # noqa: ANN001
     assert shrink_target(req, SIZE) == expected
@@ -90,6 +91,7 @@ def pair(thumbor_factory):  # noqa: ANN001, ANN201
     ("1280x0/{image}", False),
     ("100x100:900x900/200x200/{image}", True),   # manual crop: decoded in full either way
     ("2000x0/{image}", True),                   # too close to the source for a DCT scale
+    ("trim/300x200/{image}", True),             # trim reads pixel edges: decoded in full
 ])
 def test_shrink_on_load_renders_the_same_picture(s3, pair, uid, path, same) -> None:  # noqa: ANN001
     shrinking, full = pair
@@ -130,6 +132,38 @@ def _jpeg(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, "JPEG", quality=95)
     return buffer.getvalue()
+
+
+def jpeg_of_size(width: int, height: int) -> bytes:
+    portrait = Image.open(FIXTURES / "800px-Guido-portrait-2014.jpg").convert("RGB")
+    return _jpeg(portrait.resize((width, height), Image.BICUBIC))
+
+
+@pytest.mark.parametrize("size, path", [
+    ((257, 2560), "32x0"),
+    ((601, 2560), "75x0"),
+    ((2560, 601), "0x75"),
+])
+def test_one_sided_sizes_follow_the_originals_proportions(s3, pair, uid, size, path) -> None:  # noqa: ANN001
+    """libjpeg rounds reduced sides up (257/8 -> 33): the missing side must not be derived from that."""
+    key = f"{uid}/tall.jpg"
+    put_bytes(s3, key, jpeg_of_size(*size))
+    sizes = []
+    for thumbor in pair:
+        response = httpx.get(signed_path(thumbor, f"{path}/{BUCKET}/{key}"), headers=JPEG, timeout=60)
+        assert response.status_code == 200
+        sizes.append(Image.open(io.BytesIO(response.content)).size)
+    assert sizes[0] == sizes[1]
+
+
+def test_a_watermark_is_not_shrunk_with_the_original(s3, pair, uid) -> None:  # noqa: ANN001
+    key, mark = f"{uid}/camera.jpg", f"{uid}/mark.jpg"
+    put_bytes(s3, key, big_baseline_jpeg())
+    put_bytes(s3, mark, jpeg_of_size(800, 533))
+    path = f"100x100/filters:watermark({BUCKET}/{mark},0,0,0)/{BUCKET}/{key}"  # 100 of 533: shrinkable
+    shrinking, full = (httpx.get(signed_path(t, path), headers=JPEG, timeout=60) for t in pair)
+    assert shrinking.status_code == full.status_code == 200
+    assert psnr(shrinking.content, full.content) > 33
 
 
 def test_meta_is_the_same_with_shrink_on_load(s3, pair, uid) -> None:  # noqa: ANN001

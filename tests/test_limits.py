@@ -64,6 +64,14 @@ def test_should_refuse_a_gif_bomb_with_a_damaged_tail() -> None:
         limits.check_pixels(body, 75_000_000)
 
 
+def test_should_refuse_a_gif_bomb_hiding_frames_behind_a_stray_byte() -> None:
+    """Pillow's decoder skips bytes that start no block and reads the frames after them."""
+    body = raw_gif((8000, 8000), [(0, 0, 1, 1)], tail=b"") + b"\x00" + raw_gif((1, 1), [(0, 0, 1, 1)] * 11)[19:]
+    assert limits.declared(body) == limits.Declared(8000, 8000, 12)
+    with pytest.raises(limits.TooManyPixels):
+        limits.check_pixels(body, 75_000_000)
+
+
 def test_should_refuse_a_gif_with_too_many_tiny_frames() -> None:
     body = raw_gif((1, 1), [(0, 0, 1, 1)] * 1001)
     assert limits.check_pixels(body, 75_000_000) is not None  # few pixels...

@@ -4,11 +4,15 @@ Thumbor asks libjpeg for a reduced decode (``Image.draft``) only when it resizes
 image has been cropped, rotated or examined, i.e. already decoded at full size. This engine asks
 before anything is decoded, for the smallest DCT scale (1/2, 1/4, 1/8) that still leaves at least
 the output size in both dimensions, whatever the orientation. Everything Thumbor computes next
-(crop, focal points, resize) is relative to the engine's size, so the result is the same picture.
+(crop, focal points, resize) is relative to the engine's size, so the result is the same picture;
+a missing width or height is still derived from the original's proportions (libjpeg rounds the
+reduced sides up, which would skew them).
 
-Left at full size: requests whose numbers are in original pixels (a manual crop, ``focal()``,
-``extract_focal()``), whose output is a fraction of the source (``proportion()``), ``meta``
-(reports the source's size), ``orig`` sizes, and non-JPEG formats.
+Only the request's own original is shrunk (not a ``watermark()`` or ``frame()`` image loaded by
+the same engine class). Left at full size: requests whose numbers are in original pixels (a manual
+crop, ``focal()``, ``extract_focal()``), whose output is a fraction of the source
+(``proportion()``), ``trim`` (its tolerance reads pixel edges), ``meta`` (reports the source's
+size), ``orig`` sizes, and formats other than JPEG (MPO, a phone's JPEG, included).
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from PIL import Image
+from PIL import JpegImagePlugin
 from thumbor.engines.pil import Engine as PilEngine
 
 #: filters whose arguments or results are in the original's pixels
@@ -25,7 +29,7 @@ _SOURCE_PIXEL_FILTERS = ("focal(", "extract_focal(", "proportion(")
 
 def shrink_target(request: Any, size: tuple[int, int]) -> tuple[int, int] | None:
     """The smallest decode size that still serves ``request``, or None to decode in full."""
-    if request is None or request.meta or getattr(request, "should_crop", False):
+    if request is None or request.meta or getattr(request, "should_crop", False) or getattr(request, "trim", None):
         return None
     if any(name in (request.filters or "") for name in _SOURCE_PIXEL_FILTERS):
         return None
@@ -41,14 +45,46 @@ def shrink_target(request: Any, size: tuple[int, int]) -> tuple[int, int] | None
 
 
 class Engine(PilEngine):
+    #: (original size, reduced size) when this engine's image was decoded reduced
+    _shrunk: tuple[tuple[int, int], tuple[int, int]] | None = None
+
     def create_image(self, buffer: bytes) -> Any:
         image = super().create_image(buffer)
+        request = getattr(self.context, "request", None)
         if (
-            isinstance(image, Image.Image)
-            and image.format == "JPEG"
+            isinstance(image, JpegImagePlugin.JpegImageFile)
             and self.context.config.IMGSTACK_JPEG_SHRINK_ON_LOAD
+            and request is not None
+            and getattr(request, "engine", None) is self  # the original, not a watermark
         ):
-            target = shrink_target(getattr(self.context, "request", None), image.size)
+            target = shrink_target(request, image.size)
             if target is not None:
+                original = image.size
                 image.draft(None, target)
+                if image.size != original:
+                    self._shrunk = (original, image.size)
         return image
+
+    def _original_proportions(self) -> tuple[int, int] | None:
+        """The original's (width, height) as the image now stands (EXIF rotation applied), while
+        the image is still the whole reduced decode; None otherwise."""
+        if self._shrunk is None:
+            return None
+        (width, height), reduced = self._shrunk
+        if self.size == reduced:
+            return width, height
+        if self.size == reduced[::-1]:
+            return height, width
+        return None
+
+    def get_proportional_width(self, new_height: float) -> float:
+        original = self._original_proportions()
+        if original is None:
+            return super().get_proportional_width(new_height)
+        return round(float(new_height) * original[0] / original[1], 0)
+
+    def get_proportional_height(self, new_width: float) -> float:
+        original = self._original_proportions()
+        if original is None:
+            return super().get_proportional_height(new_width)
+        return round(float(new_width) * original[1] / original[0], 0)

@@ -4,7 +4,7 @@ Still images: width x height as the header declares. Animated GIFs: Thumbor's PI
 every frame, each on a canvas as large as the logical screen *or the largest frame* (Pillow widens
 the canvas for a frame that overflows it), so the cost is that canvas times the number of frames;
 GIF block structure is read here directly, skipping the image data, because Pillow counts frames
-without their sizes and gives up on a damaged tail that its decoder would still read up to.
+without their sizes, and its frame count gives up on damage that its decoder reads past.
 """
 
 from __future__ import annotations
@@ -38,8 +38,8 @@ class Declared:
 
 def gif_extent(buffer: bytes) -> Declared | None:
     """Canvas (the logical screen grown to cover every frame) and frame count of a GIF, from its
-    blocks; None when ``buffer`` is no GIF. A damaged or truncated stream counts the frames read
-    until the damage (a decoder gets no further)."""
+    blocks; None when ``buffer`` is no GIF. Read as Pillow's decoder reads: stray bytes between
+    blocks are skipped, a truncated stream counts the frames before the cut."""
     if buffer[:6] not in (b"GIF87a", b"GIF89a") or len(buffer) < 13:
         return None
     width, height, flags = struct.unpack_from("<HHB", buffer, 6)
@@ -63,8 +63,10 @@ def gif_extent(buffer: bytes) -> Declared | None:
             pos = skip_sub_blocks(pos + 1)  # LZW minimum code size, then the data
         elif block == 0x21:  # extension: label, then sub-blocks
             pos = skip_sub_blocks(pos + 2)
-        else:  # 0x3B trailer, or damage
+        elif block == 0x3B:  # trailer
             break
+        else:  # a stray byte: Pillow's decoder skips it and reads on, so do we
+            pos += 1
     return Declared(width, height, max(1, frames))
 
 

@@ -109,8 +109,8 @@ class Runner:
             except NotFound:
                 pass
             except S3Error as error:
-                logger.warning("second purge of %s skipped: %s", source.prefix, error)
-                return
+                # unknown: purge anyway; an extra purge costs renders, a missed one a leak
+                logger.warning("second purge of %s: cannot check the original (%s); purging", source.prefix, error)
             try:
                 late = await self.s3.delete_prefix(self.derived_bucket, source.prefix)
             except S3Error as error:
