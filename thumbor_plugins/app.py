@@ -14,7 +14,6 @@ Replaces Thumbor's imaging handler with :class:`ImageHandler`, which
 
 from __future__ import annotations
 
-import atexit
 import datetime
 import email.utils
 import hashlib
@@ -29,7 +28,6 @@ from thumbor.handlers.imaging import ImagingHandler
 
 from . import config as _config  # noqa: F401 - defines our settings before Thumbor reads them
 from . import derived, observe, presets, sources
-from .s3.aio import close_shared_at_exit
 from .urls import NotAPreset, Params, Signer, UrlError, cache_max_age, generate, verify_request
 
 logger = logging.getLogger("imgstack")
@@ -111,7 +109,6 @@ def thumbor_arguments(params: Params) -> dict[str, Any]:
 class App(ThumborServiceApp):
     def __init__(self, context: Any) -> None:
         validate(context)
-        atexit.register(close_shared_at_exit)
         self.signer = Signer(_keys(context), context.config.IMGSTACK_SIGNATURE_ALGORITHM)
         super().__init__(context)
 

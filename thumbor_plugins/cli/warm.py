@@ -109,34 +109,37 @@ def command(location: str, base: str, key: str | None, algorithm: str, names: tu
     lifetime = warm_link_lifetime(link_lifetime)
 
     def requests_of(object_key: str) -> list[Any]:
-        # signed when used: a long backfill must not outlive its links
         return warm_requests(f"{bucket}/{object_key}", Source(bucket, object_key), known, key=key, base=base,
                              algorithm=algorithm, names=names or None, expires_in=lifetime)
 
-    work = [(object_key, index) for object_key in keys for index in range(len(requests_of(object_key)))]
+    # the same presets and formats for every image: as many variants each
+    per_image = len(requests_of(keys[0])) if keys else 0
     failures: list[str] = []
     with httpx.Client(timeout=timeout, limits=httpx.Limits(max_connections=concurrency)) as http, \
-            progress(len(work), "variant") as bar:
+            progress(len(keys) * per_image, "variant") as bar:
 
-        def fetch(item: tuple[str, int]) -> str | None:
-            request = requests_of(item[0])[item[1]]
-            try:
-                response = http.get(request.url, headers={"Accept": request.accept})
-                status = str(response.status_code) if response.status_code != 200 else None
-            except httpx.HTTPError as error:
-                status = type(error).__name__
-            return None if status is None else f"{status} {request.preset} {request.format} {request.derived_key}"
+        def warm_image(object_key: str) -> list[str]:
+            failed = []
+            # signed when the image's turn comes: a long backfill must not outlive its links
+            for request in requests_of(object_key):
+                try:
+                    response = http.get(request.url, headers={"Accept": request.accept})
+                    status = str(response.status_code) if response.status_code != 200 else None
+                except httpx.HTTPError as error:
+                    status = type(error).__name__
+                if status is not None:
+                    failed.append(f"{status} {request.preset} {request.format} {request.derived_key}")
+                bar.update(1)
+            return failed
 
         with ThreadPoolExecutor(max_workers=concurrency) as pool:
-            for failure in pool.map(fetch, work):
-                bar.update(1)
-                if failure is not None:
-                    failures.append(failure)
+            for failed in pool.map(warm_image, keys):
+                failures.extend(failed)
     for failure in failures:
         click.echo(f"failed: {failure}", err=True)
     if any(failure.startswith(("403 ", "410 ")) for failure in failures):
         click.echo("hint: the server refused the warm links: check --key/SECURITY_KEY and, when the server caps "
                    "link lifetimes, pass that cap as --max-link-lifetime (or IMGSTACK_MAX_LINK_LIFETIME)", err=True)
-    click.echo(f"warmed {len(keys)} images, {len(work) - len(failures)} variants, {len(failures)} failed")
+    click.echo(f"warmed {len(keys)} images, {len(keys) * per_image - len(failures)} variants, {len(failures)} failed")
     if failures:
         sys.exit(1)

@@ -8,6 +8,7 @@ bounded retries, plus an overall deadline so that no request hangs on a stalled 
 from __future__ import annotations
 
 import asyncio
+import atexit
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -232,6 +233,8 @@ def shared(settings: S3Settings) -> AsyncS3:
     """The process-wide client for these settings (one connection pool per process)."""
     instance = _instances.get(settings)
     if instance is None:
+        if not _instances:
+            atexit.register(close_shared_at_exit)
         instance = _instances[settings] = AsyncS3(settings)
     return instance
 
