@@ -525,7 +525,8 @@ def test_dockerfile_installs_this_repo_and_runs_thumbor():
         assert source in copies, source
     assert any(keyword == "RUN" and "pip install" in rest for keyword, rest in instructions)
     cmd = [rest for keyword, rest in instructions if keyword == "CMD"][-1]
-    assert json.loads(cmd) == ["thumbor", "--port", "8888", "--conf", "/app/config/thumbor.conf"]
+    assert json.loads(cmd) == ["python", "-m", "thumbor_plugins.serve", "--port", "8888",
+                               "--conf", "/app/config/thumbor.conf"]
     health = [rest for keyword, rest in instructions if keyword == "HEALTHCHECK"]
     assert health and "http://127.0.0.1:8888/healthcheck'" in health[-1]
 

@@ -362,7 +362,8 @@ def test_smart_crop_differs_from_centre_crop_where_the_face_is_off_centre(s3, th
 def test_should_refuse_with_503_when_overloaded_and_recover(s3, thumbor_factory, uid) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
-    thumbor = thumbor_factory(IMGSTACK_MAX_CONCURRENT_REQUESTS="1")
+    # the limit is per worker process: one worker, so every request meets the same limit
+    thumbor = thumbor_factory(IMGSTACK_MAX_CONCURRENT_REQUESTS="1", IMGSTACK_PROCESSES="1")
     rng = np.random.default_rng(7)
     buffer = io.BytesIO()
     Image.fromarray(rng.integers(0, 255, (3000, 4000, 3), dtype=np.uint8)).save(buffer, "JPEG", quality=80)
@@ -392,7 +393,8 @@ def test_should_keep_the_slot_of_a_client_that_hung_up_until_its_work_ends(s3, s
     key = f"{uid}/photo.jpg"
     upload(s3, key)
     proxy = CountingProxy("127.0.0.1", int(urlsplit(s3_server.endpoint_url).port))
-    env = thumbor_env(s3_server, IMGSTACK_S3_ENDPOINT_URL=proxy.url, IMGSTACK_MAX_CONCURRENT_REQUESTS="1")
+    env = thumbor_env(s3_server, IMGSTACK_S3_ENDPOINT_URL=proxy.url, IMGSTACK_MAX_CONCURRENT_REQUESTS="1",
+                      IMGSTACK_PROCESSES="1")
     thumbor = embedded.start_thumbor(env, tmp_path / "thumbor.log")
     try:
         proxy.delay = 3.0  # S3 answers slowly: the first request holds its slot for seconds

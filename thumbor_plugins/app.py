@@ -27,7 +27,7 @@ from thumbor.context import RequestParameters
 from thumbor.handlers.imaging import ImagingHandler
 
 from . import config as _config  # noqa: F401 - defines our settings before Thumbor reads them
-from . import derived, observe, presets, sources
+from . import derived, observe, presets, singleflight, sources
 from .urls import NotAPreset, Params, Signer, UrlError, cache_max_age, generate, verify_request
 
 logger = logging.getLogger("imgstack")
@@ -202,7 +202,9 @@ class ImageHandler(ImagingHandler):
         request.imgstack = self.imgstack
         self._apply_size_cap(request)
         self.context.request = self._request_parameters = request
-        await self.execute_image_operations()
+        # identical concurrent misses render once; the others then find the stored result
+        async with singleflight.shared().hold(self.imgstack.derived_key):
+            await self.execute_image_operations()
 
     async def finish_request(self, result_from_storage: Any = None) -> None:
         """A hit: answer 304 when ``If-Modified-Since`` allows, otherwise the stored bytes.

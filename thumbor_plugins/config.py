@@ -93,8 +93,18 @@ Config.define(
     "IMGSTACK_JPEG_SHRINK_ON_LOAD", True,
     "Decode JPEG originals at 1/2, 1/4 or 1/8 scale when the output is that much smaller (libjpeg "
     "DCT scaling, as libvips and imgproxy do): a 5K baseline JPEG to a 300x200 crop renders 3x "
-    "faster (bench/shrink.py). "
-    "Needs ENGINE = 'thumbor_plugins.engine'.", "Delivery")
+    "faster (bench/shrink.py). WebP originals too with the libvips engine (any scale). "
+    "Needs ENGINE = 'thumbor_plugins.vips_engine' (default) or 'thumbor_plugins.engine'.", "Delivery")
+Config.define(
+    "IMGSTACK_AVIF_EFFORT", 2,
+    "libvips AVIF encoder effort, 0 (fastest) to 9 (smallest files), when Thumbor's AVIF_SPEED "
+    "is unset (AVIF_SPEED s means effort 9 - s). bench/results/compare.md shows the measurement.",
+    "Delivery")
+Config.define(
+    "IMGSTACK_PROCESSES", 0,
+    "Thumbor processes that `imgstack dev` and the Docker image start (Thumbor's --processes), "
+    "sharing one port. 0: one per CPU core. Each renders in ENGINE_THREADPOOL_SIZE threads.",
+    "Delivery")
 Config.define(
     "IMGSTACK_PRESETS_FILE", None,
     "JSON file of named transformations (None: the presets shipped in config/presets.json).",

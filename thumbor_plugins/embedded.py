@@ -288,7 +288,7 @@ def start_thumbor(
     argv = [
         sys.executable,
         "-m",
-        "thumbor.server",
+        "thumbor_plugins.serve",  # IMGSTACK_PROCESSES workers
         f"--port={port}",
         f"--ip={host}",
         f"--conf={thumbor_conf()}",

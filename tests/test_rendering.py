@@ -1,0 +1,137 @@
+"""How renders are run: off the event loop, on several worker processes, once per result key.
+
+Real Thumbor processes started by thumbor_plugins.serve (as imgstack dev and the Docker image do)
+against the real S3 server. Speed itself is measured by bench/compare.py, not here."""
+
+from __future__ import annotations
+
+import io
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+from thumbor_plugins import embedded
+
+from .conftest import BUCKET, sign, thumbor_env
+from .test_ops import scrape, value
+
+pytestmark = pytest.mark.integration
+
+PLAIN = {"Accept": "image/jpeg"}
+
+
+def noise_png(width: int, height: int, seed: int = 1) -> bytes:
+    """Noise: incompressible, so decoding and encoding it cost real time."""
+    rng = np.random.default_rng(seed)
+    buffer = io.BytesIO()
+    Image.fromarray(rng.integers(0, 255, (height, width, 3), dtype=np.uint8)).save(buffer, "PNG", compress_level=1)
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def slow_original(s3) -> str:  # noqa: ANN001
+    key = f"rendering/{time.time_ns()}/noise.png"
+    s3.put_object(Bucket=BUCKET, Key=key, Body=noise_png(4000, 3000))
+    return f"{BUCKET}/{key}"
+
+
+def test_four_identical_concurrent_misses_fetch_and_render_once(thumbor_factory, slow_original) -> None:
+    # two workers: the four requests land on both, so the lock between processes is exercised
+    thumbor = thumbor_factory(IMGSTACK_PROCESSES="2")
+    url = sign(slow_original, base=thumbor.url, width=1200, height=900, fit_in=True)
+    before = scrape(thumbor.url)
+
+    def fetch(_: int) -> httpx.Response:
+        with httpx.Client(timeout=120) as client:  # one connection each
+            return client.get(url, headers=PLAIN)
+
+    with ThreadPoolExecutor(4) as pool:
+        responses = list(pool.map(fetch, range(4)))
+    after = scrape(thumbor.url)
+
+    assert [r.status_code for r in responses] == [200] * 4
+    assert len({r.content for r in responses}) == 1
+
+    def grew(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert grew("imgstack_s3_fetch_duration_seconds_count") == 1  # one GET of the original
+    assert grew("imgstack_render_duration_seconds_count") == 1
+    assert grew("imgstack_result_storage_lookups_total", result="miss") == 1
+    assert grew("imgstack_result_storage_lookups_total", result="hit") == 3
+
+
+def test_healthcheck_answers_while_one_worker_renders(thumbor_factory, slow_original) -> None:
+    """A single worker busy with several large renders still answers /healthcheck at once: the
+    renders run in threads, not on the event loop (before: each check waited for a render)."""
+    thumbor = thumbor_factory(IMGSTACK_PROCESSES="1")
+    urls = [sign(slow_original, base=thumbor.url, width=2000 + i, height=2000, fit_in=True) for i in range(3)]
+
+    def render(url: str) -> float:
+        started = time.perf_counter()
+        assert httpx.get(url, headers={"Accept": "image/avif"}, timeout=120).status_code == 200
+        return time.perf_counter() - started
+
+    latencies = []
+    with ThreadPoolExecutor(3) as pool, httpx.Client(timeout=30) as client:
+        renders = [pool.submit(render, url) for url in urls]
+        time.sleep(0.2)  # the renders have started
+        while not all(r.done() for r in renders):
+            started = time.perf_counter()
+            assert client.get(thumbor.url + "/healthcheck").status_code == 200
+            latencies.append(time.perf_counter() - started)
+            time.sleep(0.05)
+        slowest = max(r.result() for r in renders)
+    assert slowest > 1.0, f"renders took {slowest:.2f} s: too fast to show anything"
+    assert len(latencies) >= 5
+    # a blocked loop would hold a check for a whole render (> 1 s)
+    assert max(latencies) < min(0.5, slowest / 2), sorted(latencies)[-5:]
+
+
+def test_workers_share_the_port_and_a_dead_worker_is_replaced(s3_server, tmp_path) -> None:
+    import os
+    import signal
+
+    env = thumbor_env(s3_server, IMGSTACK_PROCESSES="2")
+    thumbor = embedded.start_thumbor(env, tmp_path / "thumbor.log")
+    try:
+        pids = _worker_pids(thumbor.process.popen.pid)
+        assert len(pids) == 2
+        os.kill(pids[0], signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            now = _worker_pids(thumbor.process.popen.pid)
+            if len(now) == 2 and pids[0] not in now:
+                break
+            time.sleep(0.2)
+        else:
+            raise AssertionError(f"worker not replaced: {now}")
+        for _ in range(10):
+            assert httpx.get(thumbor.url + "/healthcheck", timeout=10).status_code == 200
+    finally:
+        thumbor.stop()
+    assert not _worker_pids(thumbor.process.popen.pid)
+
+
+def _worker_pids(parent: int) -> list[int]:
+    from pathlib import Path
+
+    children = Path(f"/proc/{parent}/task/{parent}/children")
+    if not children.exists():
+        return []
+    return [int(p) for p in children.read_text().split()]
+
+
+def test_processes_setting_is_checked() -> None:
+    from thumbor_plugins.serve import process_count
+
+    assert process_count({"IMGSTACK_PROCESSES": "3"}) == 3
+    assert process_count({}) >= 1
+    with pytest.raises(SystemExit, match="IMGSTACK_PROCESSES"):
+        process_count({"IMGSTACK_PROCESSES": "many"})
+    with pytest.raises(SystemExit, match="IMGSTACK_PROCESSES"):
+        process_count({"IMGSTACK_PROCESSES": "-1"})

@@ -1,0 +1,264 @@
+"""The libvips engine (thumbor_plugins.vips_engine): the same pictures as Thumbor's PIL engine,
+through Thumbor's engine interface, and Pillow wherever libvips does not take the step.
+
+Unit tests on the engine object; the whole suite's integration tests run through it too (it is
+the shipped ENGINE). Speed is measured by bench/compare.py, not here."""
+
+from __future__ import annotations
+
+import inspect
+import io
+import struct
+
+import numpy as np
+import pytest
+from PIL import Image
+from thumbor.config import Config
+from thumbor.context import Context, RequestParameters
+from thumbor.engines.pil import Engine as ThumborPilEngine
+from thumbor.importer import Importer
+
+import thumbor_plugins.config  # noqa: F401 - our settings
+from thumbor_plugins import engine as pil_engine
+from thumbor_plugins import vips_engine
+from thumbor_plugins.vips_engine import Engine
+
+from .conftest import FIXTURES
+
+PORTRAIT = FIXTURES / "800px-Guido-portrait-2014.jpg"
+
+
+def make_context(**settings) -> Context:  # noqa: ANN003
+    config = Config(**settings)
+    importer = Importer(config)
+    importer.import_modules()
+    return Context(config=config, importer=importer)
+
+
+def load(engine_class: type, buffer: bytes, extension: str, **request) -> ThumborPilEngine:  # noqa: ANN003
+    context = make_context()
+    engine = engine_class(context)
+    context.request = RequestParameters(**request)
+    context.request.engine = engine
+    engine.load(buffer, extension)
+    return engine
+
+
+def encode(image: Image.Image, fmt: str, **options) -> bytes:  # noqa: ANN003
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **options)
+    return buffer.getvalue()
+
+
+def pixels(body: bytes, mode: str = "RGB") -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(body)).convert(mode), dtype=np.float64)
+
+
+def psnr(a: bytes, b: bytes, mode: str = "RGB") -> float:
+    x, y = pixels(a, mode), pixels(b, mode)
+    assert x.shape == y.shape
+    mse = float(np.mean((x - y) ** 2))
+    return float("inf") if mse == 0 else 10 * np.log10(255**2 / mse)
+
+
+def render(engine_class: type, buffer: bytes, extension: str, out: str, steps=()) -> bytes:  # noqa: ANN001
+    engine = load(engine_class, buffer, extension)
+    engine.reorientate()
+    for name, *args in steps:
+        getattr(engine, name)(*args)
+    return engine.read(out, 90)
+
+
+# --- the interface is covered: a Thumbor upgrade that adds an engine method fails here ----------
+
+#: PIL-engine methods that touch no pixels (or make new Pillow images): safe on either side
+NO_PIXELS = {
+    "__init__", "gen_image", "get_resize_filter", "extract_copyright_from_exif", "avif_enabled",
+    "heif_enabled", "strip_icc", "strip_exif", "get_proportional_width", "get_proportional_height",
+    "_original_proportions",
+}
+
+
+def test_every_pil_engine_method_is_native_or_converts_to_pillow_first() -> None:
+    own = set(vars(Engine))
+    for cls in (ThumborPilEngine, pil_engine.Engine):
+        for name, member in vars(cls).items():
+            if not (inspect.isfunction(member) or isinstance(member, property)):
+                continue
+            assert name in own or name in NO_PIXELS, (
+                f"{cls.__module__}.{name} is neither implemented by the libvips engine nor listed "
+                "in vips_engine.PIL_STEPS: it would get a libvips image"
+            )
+    assert set(vips_engine.PIL_STEPS) <= own
+
+
+# --- same pictures as the PIL engine -------------------------------------------------------------
+
+GEOMETRY = [
+    pytest.param([("resize", 320, 400)], id="resize"),
+    pytest.param([("crop", 100, 80, 700, 500), ("resize", 300, 200)], id="crop-resize"),
+    pytest.param([("resize", 200, 250), ("flip_horizontally",), ("flip_vertically",)], id="flips"),
+    pytest.param([("rotate", 90), ("resize", 250, 200)], id="rotate-90"),
+    pytest.param([("rotate", 270), ("rotate", 180)], id="rotate-270-180"),
+]
+
+
+@pytest.mark.parametrize("steps", GEOMETRY)
+@pytest.mark.parametrize("source, extension", [
+    pytest.param(lambda: PORTRAIT.read_bytes(), ".jpg", id="jpeg"),
+    pytest.param(lambda: encode(Image.open(PORTRAIT), "PNG"), ".png", id="png"),
+    pytest.param(lambda: encode(Image.open(PORTRAIT), "WEBP", quality=95), ".webp", id="webp"),
+])
+def test_geometry_matches_the_pil_engine(source, extension, steps) -> None:  # noqa: ANN001
+    buffer = source()
+    ours = render(Engine, buffer, extension, ".png", steps)
+    theirs = render(ThumborPilEngine, buffer, extension, ".png", steps)
+    assert Image.open(io.BytesIO(ours)).size == Image.open(io.BytesIO(theirs)).size
+    assert psnr(ours, theirs) > 33  # Lanczos-3 both; rounding at the edges differs
+
+
+def test_jpeg_is_decoded_at_a_reduced_scale_and_keeps_its_proportions() -> None:
+    big = encode(Image.open(PORTRAIT).convert("RGB").resize((4000, 4500)), "JPEG", quality=92)
+    engine = load(Engine, big, ".jpg", width=300, height=0)
+    assert engine.on_vips
+    assert engine.size == (500, 562)  # 1/8, rounded down
+    assert engine.get_proportional_height(300) == 338  # 300 * 4500 / 4000, not from 500x562
+    full = load(Engine, big, ".jpg", width=0, height=0)
+    assert full.size == (4000, 4500)
+
+
+def test_webp_is_decoded_at_a_reduced_scale() -> None:
+    big = encode(Image.open(PORTRAIT).convert("RGB").resize((3000, 3000)), "WEBP", quality=80)
+    engine = load(Engine, big, ".webp", width=300, height=300)
+    assert engine.on_vips and engine.size == (300, 300)
+
+
+def test_a_watermark_loaded_by_the_same_engine_class_is_not_shrunk() -> None:
+    big = encode(Image.new("RGB", (4000, 3000), "red"), "JPEG")
+    context = make_context()
+    context.request = RequestParameters(width=100, height=100)
+    context.request.engine = Engine(context)  # the request's own engine
+    watermark = Engine(context)
+    watermark.load(big, ".jpg")
+    assert watermark.size == (4000, 3000)
+
+
+def exif_jpeg(orientation: int) -> bytes:
+    image = Image.open(PORTRAIT).convert("RGB")
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    return encode(image, "JPEG", quality=92, exif=exif.tobytes())
+
+
+@pytest.mark.parametrize("orientation", [3, 6, 8])
+def test_exif_orientation_is_applied_as_the_pil_engine_does(orientation) -> None:  # noqa: ANN001
+    buffer = exif_jpeg(orientation)
+    ours = render(Engine, buffer, ".jpg", ".png", [("resize", 300, 300)])
+    theirs = render(ThumborPilEngine, buffer, ".jpg", ".png", [("resize", 300, 300)])
+    assert psnr(ours, theirs) > 33
+
+
+def test_exif_is_stripped_and_icc_kept_as_thumbor_does() -> None:
+    from PIL import ImageCms
+
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    image = Image.open(PORTRAIT).convert("RGB")
+    exif = Image.Exif()
+    exif[0x010F] = "CameraMaker"
+    buffer = encode(image, "JPEG", icc_profile=icc, exif=exif.tobytes())
+    engine = load(Engine, buffer, ".jpg")
+    for out in (".jpg", ".png", ".webp", ".avif"):
+        result = Image.open(io.BytesIO(engine.read(out, 80)))
+        assert result.info.get("icc_profile") == icc, out
+        assert not result.getexif(), out
+    engine.strip_icc()
+    assert "icc_profile" not in Image.open(io.BytesIO(engine.read(".jpg", 80))).info
+
+
+def test_alpha_survives_resize_without_dark_fringes() -> None:
+    # a white square on transparent black: premultiplied resampling keeps edges white
+    image = Image.new("RGBA", (400, 400), (0, 0, 0, 0))
+    image.paste((255, 255, 255, 255), (100, 100, 300, 300))
+    out = render(Engine, encode(image, "PNG"), ".png", ".png", [("resize", 133, 133)])
+    result = np.asarray(Image.open(io.BytesIO(out)).convert("RGBA"))
+    visible = result[result[..., 3] > 0]
+    assert visible[..., :3].min() >= 250
+
+
+def test_sixteen_bit_png_comes_out_eight_bit() -> None:
+    gradient = np.tile(np.linspace(0, 65535, 300, dtype=np.uint16), (200, 1))
+    rgb16 = np.dstack([gradient] * 3)
+    header = struct.pack(">IIBBBBB", 300, 200, 16, 2, 0, 0, 0)
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    raw = b"".join(b"\x00" + row.astype(">u2").tobytes() for row in rgb16)
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+    engine = load(Engine, png, ".png")
+    assert engine.on_vips
+    result = Image.open(io.BytesIO(engine.read(".png", 80)))
+    assert result.mode == "RGB"
+    assert np.asarray(result)[0, -1, 0] == 255
+
+
+def test_palette_png_stays_indexed() -> None:
+    image = Image.open(PORTRAIT).convert("RGB").quantize(64)
+    engine = load(Engine, encode(image, "PNG"), ".png")
+    engine.resize(200, 250)
+    assert Image.open(io.BytesIO(engine.read(".png", 80))).mode == "P"
+
+
+def test_cmyk_jpeg_and_gif_are_left_to_pillow() -> None:
+    cmyk = load(Engine, encode(Image.open(PORTRAIT).convert("CMYK"), "JPEG"), ".jpg")
+    assert not cmyk.on_vips
+    gif = load(Engine, encode(Image.open(PORTRAIT).convert("P"), "GIF"), ".gif")
+    assert not gif.on_vips
+    assert Image.open(io.BytesIO(cmyk.read(".jpg", 80))).mode == "RGB"
+
+
+def test_a_pixel_filter_step_moves_the_image_to_pillow_once() -> None:
+    engine = load(Engine, PORTRAIT.read_bytes(), ".jpg")
+    engine.resize(200, 250)
+    mode, data = engine.image_data_as_rgb()
+    assert not engine.on_vips and mode == "RGB" and len(data) == 200 * 250 * 3
+    engine.set_image_data(bytes(255 - b for b in data))  # an "invert" filter
+    engine.resize(100, 125)  # goes on in Pillow
+    result = pixels(engine.read(".png", 80))
+    assert result.shape == (125, 100, 3)
+
+
+def test_paste_moves_both_engines_to_pillow() -> None:
+    engine = load(Engine, PORTRAIT.read_bytes(), ".jpg")
+    mark = load(Engine, encode(Image.new("RGBA", (50, 50), (255, 0, 0, 255)), "PNG"), ".png")
+    engine.paste(mark, (10, 10), merge=True)
+    result = pixels(engine.read(".png", 80))
+    assert tuple(result[20, 20]) == (255, 0, 0)
+
+
+def test_grayscale_for_the_detectors_leaves_the_image_on_libvips() -> None:
+    engine = load(Engine, PORTRAIT.read_bytes(), ".jpg")
+    gray = np.array(engine.convert_to_grayscale(update_image=False, alpha=False))
+    assert engine.on_vips
+    reference = np.asarray(Image.open(PORTRAIT).convert("L"), dtype=np.float64)
+    assert gray.shape == reference.shape
+    assert np.abs(gray.astype(np.float64) - reference).mean() < 3
+
+
+def test_transparency_check() -> None:
+    opaque = Image.new("RGBA", (20, 20), (1, 2, 3, 255))
+    holes = opaque.copy()
+    holes.putpixel((3, 3), (0, 0, 0, 10))
+    assert not load(Engine, encode(opaque, "PNG"), ".png").has_transparency()
+    assert load(Engine, encode(holes, "PNG"), ".png").has_transparency()
+
+
+@pytest.mark.parametrize("out, fmt", [(".jpg", "JPEG"), (".png", "PNG"), (".webp", "WEBP"), (".avif", "AVIF")])
+def test_every_output_format_is_encoded(out, fmt) -> None:  # noqa: ANN001
+    engine = load(Engine, PORTRAIT.read_bytes(), ".jpg")
+    engine.resize(160, 200)
+    body = engine.read(out, 80)
+    result = Image.open(io.BytesIO(body))
+    assert result.format == fmt and result.size == (160, 200)
+    assert engine.extension == out

@@ -1,0 +1,324 @@
+"""Thumbor engine on libvips: ``ENGINE = 'thumbor_plugins.vips_engine'`` (the shipped default).
+
+JPEG, PNG and WebP stills are decoded, oriented, cropped, resized, flipped and encoded by libvips
+(``pyvips`` with the ``pyvips-binary`` wheel): shrink-on-load for JPEG (1/2-1/8 DCT scale) and
+WebP (any scale), libspng for PNG, one decode per render. libvips is lazy: the crop/resize calls
+only build a pipeline, and the pixels are computed once, in :meth:`Engine.read`, which Thumbor
+runs in its thread pool (``ENGINE_THREADPOOL_SIZE``), where libvips releases the GIL.
+
+Everything else keeps Thumbor's PIL engine (which this class extends, with its own JPEG
+shrink-on-load): GIFs and other formats are decoded by Pillow from the start, and any operation
+that needs pixels in Python (Thumbor's pixel filters, ``paste`` for watermarks and fills, trim,
+``debug``, settings only Pillow implements) converts the image to Pillow at that step and goes on
+there. :data:`PIL_STEPS` lists those methods; ``tests/test_vips_engine.py`` checks that every
+method of Thumbor's PIL engine is either implemented here or in that list, so a Thumbor upgrade
+that adds one fails a test instead of handing a libvips image to Pillow code.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+from typing import Any, Callable
+
+import pyvips
+from PIL import Image
+
+from . import engine as pil_engine
+
+logger = logging.getLogger("imgstack.engine")
+
+#: libvips keeps recent operations for reuse; a render never repeats one, and the cache would
+#: hold decoded images alive between requests
+pyvips.cache_set_max(0)
+if os.environ.get("IMGSTACK_VIPS_CONCURRENCY"):
+    pyvips.concurrency_set(int(os.environ["IMGSTACK_VIPS_CONCURRENCY"]))
+
+#: source formats libvips decodes here (Thumbor's extension names)
+_VIPS_SOURCES = {".jpg", ".jpeg", ".png", ".webp"}
+#: output formats libvips encodes here
+_VIPS_OUTPUTS = {".jpg", ".jpeg", ".png", ".webp", ".avif"}
+#: colour spaces this engine handles itself (CMYK, Lab, ... go to Pillow as before)
+_INTERPRETATIONS = {"srgb", "b-w", "rgb16", "grey16"}
+_MODES = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
+
+
+def _needs_pil(method: Callable) -> Callable:
+    """Wrap a PIL-engine method: the image is converted to Pillow first (once; the engine stays
+    on Pillow from then on)."""
+
+    @functools.wraps(method)
+    def wrapper(self: "Engine", *args: Any, **kwargs: Any) -> Any:
+        self.use_pil()
+        return method(self, *args, **kwargs)
+
+    return wrapper
+
+
+def to_pil(image: pyvips.Image) -> Image.Image:
+    """The same pixels as an 8-bit Pillow image (L, LA, RGB or RGBA)."""
+    image = _eight_bit(image)
+    mode = _MODES[image.bands]
+    return Image.frombuffer(mode, (image.width, image.height), image.write_to_memory(), "raw", mode, 0, 1)
+
+
+def _eight_bit(image: pyvips.Image) -> pyvips.Image:
+    if image.format == "uchar":
+        return image
+    return image.colourspace("srgb" if image.bands >= 3 else "b-w").cast("uchar")
+
+
+def _png_is_palette(buffer: bytes) -> bool:
+    # IHDR colour type 3 (indexed): Thumbor keeps such PNGs indexed (PILLOW_PRESERVE_INDEXED_MODE)
+    return len(buffer) > 25 and buffer[25] == 3
+
+
+def _jpeg_shrink(size: tuple[int, int], target: tuple[int, int]) -> int:
+    """The largest DCT shrink (8, 4, 2) that leaves at least ``target`` (libvips rounds down)."""
+    for shrink in (8, 4, 2):
+        if size[0] // shrink >= target[0] and size[1] // shrink >= target[1]:
+            return shrink
+    return 1
+
+
+class Engine(pil_engine.Engine):
+    """See the module docstring. ``self.image`` is a ``pyvips.Image`` while libvips handles the
+    request, a Pillow image after :meth:`use_pil` (or from the start for other formats)."""
+
+    @property
+    def on_vips(self) -> bool:
+        return isinstance(self.image, pyvips.Image)
+
+    def use_pil(self) -> None:
+        if self.on_vips:
+            self.image = to_pil(self.image)
+
+    # --- decode -------------------------------------------------------------------------------
+
+    def create_image(self, buffer: bytes) -> Any:
+        if self.extension not in _VIPS_SOURCES:
+            return super().create_image(buffer)
+        try:
+            image = self._vips_load(buffer)
+        except pyvips.Error as error:
+            logger.info("libvips cannot read this %s (%s): trying Pillow", self.extension, error)
+            image = None
+        return image if image is not None else super().create_image(buffer)
+
+    def _vips_load(self, buffer: bytes) -> pyvips.Image | None:
+        # the source refers to the loader's bytes (no copy); the header is read, not the pixels
+        source = pyvips.Source.new_from_memory(buffer)
+        header = pyvips.Image.new_from_source(source, "")
+        fields = set(header.get_fields())
+        if header.interpretation not in _INTERPRETATIONS or header.bands not in _MODES:
+            return None
+        if "n-pages" in fields and header.get("n-pages") > 1:
+            return None  # animated WebP: Pillow's frames, as before
+        self.icc_profile = header.get("icc-profile-data") if "icc-profile-data" in fields else None
+        self.exif = header.get("exif-data") if "exif-data" in fields else None
+        palette = self.extension == ".png" and _png_is_palette(buffer)
+        self.original_mode = "P" if palette else _MODES[header.bands]
+        options = self._shrink_options(header)
+        if not options:
+            return header
+        image = pyvips.Image.new_from_source(source, "", **options)
+        self._shrunk = ((header.width, header.height), (image.width, image.height))
+        return image
+
+    def _shrink_options(self, header: pyvips.Image) -> dict[str, Any]:
+        """Decode smaller when the output allows it (JPEG: DCT scale, WebP: any scale). Only for
+        the request's own original, never a watermark loaded by the same engine class."""
+        request = getattr(self.context, "request", None)
+        if (
+            not self.context.config.IMGSTACK_JPEG_SHRINK_ON_LOAD
+            or request is None
+            or getattr(request, "engine", None) is not self
+        ):
+            return {}
+        size = (header.width, header.height)
+        target = pil_engine.shrink_target(request, size)
+        if target is None:
+            return {}
+        if self.extension in (".jpg", ".jpeg"):
+            shrink = _jpeg_shrink(size, target)
+            return {"shrink": shrink} if shrink > 1 else {}
+        if self.extension == ".webp":
+            scale = max(target[0] / size[0], target[1] / size[1])
+            return {"scale": scale} if scale < 1 else {}
+        return {}
+
+    # --- geometry (lazy on libvips) -----------------------------------------------------------
+
+    @property
+    def size(self) -> tuple[int, int]:
+        if self.on_vips:
+            return self.image.width, self.image.height
+        return super().size
+
+    def crop(self, left: float, top: float, right: float, bottom: float) -> None:
+        if not self.on_vips:
+            return super().crop(left, top, right, bottom)
+        box = int(left), int(top), int(right), int(bottom)
+        if box[0] < 0 or box[1] < 0 or box[2] > self.image.width or box[3] > self.image.height or box[2] <= box[0] or box[3] <= box[1]:
+            # outside the image: Pillow pads with black, as Thumbor always did
+            self.use_pil()
+            return super().crop(*box)
+        self.image = self.image.crop(box[0], box[1], box[2] - box[0], box[3] - box[1])
+        return None
+
+    def resize(self, width: float, height: float) -> None:
+        if not self.on_vips:
+            return super().resize(width, height)
+        image = self.image
+        size = max(1, int(width)), max(1, int(height))
+        if size == (image.width, image.height):
+            return None
+        alpha = image.hasalpha()
+        if alpha:
+            # as Pillow does: colours are resampled weighted by their opacity
+            image = image.premultiply()
+        image = image.resize(size[0] / image.width, vscale=size[1] / image.height, kernel="lanczos3")
+        if (image.width, image.height) != size:
+            image = image.gravity("north-west", *size, extend="copy")  # float rounding: +-1 pixel
+        if alpha:
+            image = image.unpremultiply().cast(self.image.format)
+        self.image = image
+        return None
+
+    def rotate(self, degrees: float) -> None:
+        if not self.on_vips or degrees % 90:
+            self.use_pil()
+            return super().rotate(degrees)
+        # Thumbor's (and Pillow's) degrees are counter-clockwise, libvips' rot is clockwise
+        turn = {90: "rot270", 180: "rot180", 270: "rot90"}.get(int(degrees) % 360)
+        if turn:
+            self.image = getattr(self.image, turn)()
+        return None
+
+    def flip_horizontally(self) -> None:
+        if not self.on_vips:
+            return super().flip_horizontally()
+        self.image = self.image.fliphor()
+        return None
+
+    def flip_vertically(self) -> None:
+        if not self.on_vips:
+            return super().flip_vertically()
+        self.image = self.image.flipver()
+        return None
+
+    # --- pixels for detectors -----------------------------------------------------------------
+
+    def convert_to_grayscale(self, update_image: bool = True, alpha: bool = True) -> Any:
+        if update_image or not self.on_vips:
+            self.use_pil()
+            return super().convert_to_grayscale(update_image, alpha)
+        # smart crop's detectors only read this (np.array of it): no need to leave libvips
+        image = _eight_bit(self.image)
+        if image.hasalpha():
+            image = image.extract_band(0, n=image.bands - 1)
+        if image.bands >= 3:
+            image = image.colourspace("b-w")
+        return image.numpy()
+
+    def has_transparency(self) -> bool:
+        if not self.on_vips:
+            return super().has_transparency()
+        if not self.image.hasalpha():
+            return False
+        opaque = 255 if self.image.format == "uchar" else 65535
+        return self.image.extract_band(self.image.bands - 1).min() < opaque
+
+    def get_default_extension(self) -> str:
+        if not self.on_vips:
+            return super().get_default_extension()
+        return ".png" if self.image.hasalpha() or self.original_mode == "P" else ".jpeg"
+
+    def paste(self, other_engine: Any, pos: tuple[int, int], merge: bool = True) -> None:
+        self.use_pil()
+        if isinstance(other_engine, Engine):
+            other_engine.use_pil()  # a watermark or a fill loaded by this engine class
+        return super().paste(other_engine, pos, merge)
+
+    # --- encode -------------------------------------------------------------------------------
+
+    def _pil_only(self, ext: str, quality: Any) -> bool:
+        """Settings and formats only the Pillow path implements."""
+        config = self.context.config
+        return (
+            ext not in _VIPS_OUTPUTS
+            or not isinstance(quality, int)
+            or config.PILLOW_JPEG_SUBSAMPLING is not None
+            or config.PILLOW_JPEG_QTABLES is not None
+            or config.PRESERVE_EXIF_COPYRIGHT_INFO
+            or config.PRESERVE_IPTC_INFO
+        )
+
+    def read(self, extension: str | None = None, quality: Any = None) -> bytes:
+        if not self.on_vips:
+            return super().read(extension, quality)
+        config = self.context.config
+        ext = extension or self.extension or self.get_default_extension()
+        if quality is None:
+            quality = config.QUALITY
+        if self._pil_only(ext, quality):
+            self.use_pil()
+            return super().read(extension, quality)
+        image = _eight_bit(self.image)
+        keep = pyvips.enums.ForeignKeep.NONE
+        if self.icc_profile is not None:
+            keep |= pyvips.enums.ForeignKeep.ICC
+        else:
+            image = image.copy()
+            if "icc-profile-data" in image.get_fields():
+                image.remove("icc-profile-data")
+        if config.PRESERVE_EXIF_INFO and self.exif is not None:
+            image = image.copy()
+            image.set_type(pyvips.GValue.blob_type, "exif-data", self.exif)  # orientation as corrected
+            keep |= pyvips.enums.ForeignKeep.EXIF
+        buffer = self._encode(image, ext, quality, keep)
+        self.extension = ext
+        return buffer
+
+    def _encode(self, image: pyvips.Image, ext: str, quality: int, keep: int) -> bytes:
+        config = self.context.config
+        if ext in (".jpg", ".jpeg"):
+            if image.hasalpha():
+                image = image.extract_band(0, n=image.bands - 1)  # as Pillow's convert("RGB")
+            return image.jpegsave_buffer(
+                Q=quality, optimize_coding=True, interlace=bool(config.PROGRESSIVE_JPEG), keep=keep
+            )
+        if ext == ".png":
+            palette = bool(config.PILLOW_PRESERVE_INDEXED_MODE) and self.original_mode == "P"
+            level = config.PNG_COMPRESSION_LEVEL
+            return image.pngsave_buffer(
+                compression=6 if level is None else int(level), palette=palette, filter="all", keep=keep
+            )
+        if image.bands < 3:
+            image = image.colourspace("srgb")  # WebP and AVIF are colour formats
+        if ext == ".webp":
+            if quality >= 100:
+                return image.webpsave_buffer(lossless=True, keep=keep)
+            return image.webpsave_buffer(Q=quality, keep=keep)
+        # AVIF: Thumbor's AVIF_SPEED (0 slow .. 10 fast) as libvips' effort (9 slow .. 0 fast)
+        speed = config.AVIF_SPEED
+        effort = config.IMGSTACK_AVIF_EFFORT if speed is None else max(0, min(9, 9 - int(speed)))
+        return image.heifsave_buffer(Q=quality, compression="av1", effort=int(effort), bitdepth=8, keep=keep)
+
+
+#: Thumbor PIL-engine methods that need the pixels in Pillow: they convert first (see the module
+#: docstring). Everything else of the PIL engine is overridden above or touches no pixels.
+PIL_STEPS = (
+    "draw_rectangle",
+    "get_image_data",
+    "set_image_data",
+    "get_image_mode",
+    "image_data_as_rgb",
+    "enable_alpha",
+    "extract_cover",
+    "read_multiple",
+    "get_exif_copyright",
+)
+for _name in PIL_STEPS:
+    setattr(Engine, _name, _needs_pil(getattr(pil_engine.Engine, _name)))
