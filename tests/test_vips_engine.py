@@ -262,3 +262,30 @@ def test_every_output_format_is_encoded(out, fmt) -> None:  # noqa: ANN001
     result = Image.open(io.BytesIO(body))
     assert result.format == fmt and result.size == (160, 200)
     assert engine.extension == out
+
+
+@pytest.mark.parametrize("request_options, streams", [
+    ({"width": 300, "height": 200, "fit_in": True}, True),
+    ({"width": 300, "height": 200, "filters": "quality(80):format(webp)"}, True),
+    ({"width": 300, "height": 200, "smart": True}, False),  # detectors read the pixels first
+    ({"width": 300, "height": 200, "vertical_flip": True}, False),
+    ({"width": 300, "height": 200, "filters": "blur(2)"}, False),
+    ({"width": 300, "height": 200, "meta": True}, False),
+])
+def test_plain_resizes_stream_the_original(request_options, streams) -> None:  # noqa: ANN001
+    engine = load(Engine, encode(Image.open(PORTRAIT), "PNG"), ".png", **request_options)
+    assert engine._sequential is streams
+
+
+def test_a_streamed_original_can_still_be_rotated_and_encoded_twice() -> None:
+    buffer = encode(Image.open(PORTRAIT), "PNG")
+    engine = load(Engine, buffer, ".png", width=300, height=200, fit_in=True)
+    assert engine._sequential
+    engine.resize(400, 500)
+    engine.rotate(90)  # out of order: computed once first
+    first, second = engine.read(".png", 80), engine.read(".jpg", 80)
+    reference = load(ThumborPilEngine, buffer, ".png")
+    reference.resize(400, 500)
+    reference.rotate(90)
+    assert psnr(first, reference.read(".png", 80)) > 33
+    assert Image.open(io.BytesIO(second)).size == (500, 400)

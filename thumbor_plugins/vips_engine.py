@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import re
 from typing import Any, Callable
 
 import pyvips
@@ -42,6 +43,9 @@ _VIPS_OUTPUTS = {".jpg", ".jpeg", ".png", ".webp", ".avif"}
 #: colour spaces this engine handles itself (CMYK, Lab, ... go to Pillow as before)
 _INTERPRETATIONS = {"srgb", "b-w", "rgb16", "grey16"}
 _MODES = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
+#: Thumbor filters that change no pixels order (settings of the output, or a plain resize)
+_STREAMING_FILTERS = {"quality", "format", "strip_icc", "strip_exif", "no_upscale", "upscale"}
+_FILTER_NAME = re.compile(r"(\w+)\(")
 
 
 def _needs_pil(method: Callable) -> Callable:
@@ -86,13 +90,25 @@ class Engine(pil_engine.Engine):
     """See the module docstring. ``self.image`` is a ``pyvips.Image`` while libvips handles the
     request, a Pillow image after :meth:`use_pil` (or from the start for other formats)."""
 
+    #: the libvips image reads its source once, top to bottom (see _streamable)
+    _sequential = False
+
     @property
     def on_vips(self) -> bool:
         return isinstance(self.image, pyvips.Image)
 
     def use_pil(self) -> None:
         if self.on_vips:
-            self.image = to_pil(self.image)
+            self.image = to_pil(self._computed())
+
+    def _computed(self) -> pyvips.Image:
+        """The image with its pipeline so far computed into memory when it streams from its
+        source: the one pass the source allows. Needed before anything reads pixels out of order
+        or a second time (a rotation, a detector, a second encode)."""
+        if self._sequential:
+            self._sequential = False
+            self.image = self.image.copy_memory()
+        return self.image
 
     # --- decode -------------------------------------------------------------------------------
 
@@ -120,11 +136,32 @@ class Engine(pil_engine.Engine):
         palette = self.extension == ".png" and _png_is_palette(buffer)
         self.original_mode = "P" if palette else _MODES[header.bands]
         options = self._shrink_options(header)
+        self._sequential = self._streamable(header)
+        if self._sequential:
+            options["access"] = "sequential"
         if not options:
             return header
         image = pyvips.Image.new_from_source(source, "", **options)
-        self._shrunk = ((header.width, header.height), (image.width, image.height))
+        if (image.width, image.height) != (header.width, header.height):
+            self._shrunk = ((header.width, header.height), (image.width, image.height))
         return image
+
+    def _streamable(self, header: pyvips.Image) -> bool:
+        """True when the request reads the pixels once, top to bottom (crop, resize, mirror,
+        encode): libvips then decodes in strips and never holds the whole original. Anything that
+        reads them out of order or twice (rotation, vertical flips, detectors, pixel filters, trim,
+        max_bytes' re-encodes) decodes the whole image first, as before."""
+        request = getattr(self.context, "request", None)
+        if request is None or getattr(request, "engine", None) is not self:
+            return False
+        orientation = header.get("orientation") if "orientation" in header.get_fields() else 1
+        filters = set(_FILTER_NAME.findall(request.filters or ""))
+        return (
+            orientation in (1, 2)
+            and not (request.vertical_flip or request.smart or request.meta or request.debug or request.trim)
+            and getattr(request, "max_bytes", None) is None
+            and filters <= _STREAMING_FILTERS
+        )
 
     def _shrink_options(self, header: pyvips.Image) -> dict[str, Any]:
         """Decode smaller when the output allows it (JPEG: DCT scale, WebP: any scale). Only for
@@ -193,7 +230,7 @@ class Engine(pil_engine.Engine):
         # Thumbor's (and Pillow's) degrees are counter-clockwise, libvips' rot is clockwise
         turn = {90: "rot270", 180: "rot180", 270: "rot90"}.get(int(degrees) % 360)
         if turn:
-            self.image = getattr(self.image, turn)()
+            self.image = getattr(self._computed(), turn)()
         return None
 
     def flip_horizontally(self) -> None:
@@ -205,7 +242,7 @@ class Engine(pil_engine.Engine):
     def flip_vertically(self) -> None:
         if not self.on_vips:
             return super().flip_vertically()
-        self.image = self.image.flipver()
+        self.image = self._computed().flipver()
         return None
 
     # --- pixels for detectors -----------------------------------------------------------------
@@ -215,7 +252,7 @@ class Engine(pil_engine.Engine):
             self.use_pil()
             return super().convert_to_grayscale(update_image, alpha)
         # smart crop's detectors only read this (np.array of it): no need to leave libvips
-        image = _eight_bit(self.image)
+        image = _eight_bit(self._computed())
         if image.hasalpha():
             image = image.extract_band(0, n=image.bands - 1)
         if image.bands >= 3:
@@ -227,6 +264,7 @@ class Engine(pil_engine.Engine):
             return super().has_transparency()
         if not self.image.hasalpha():
             return False
+        self._computed()
         opaque = 255 if self.image.format == "uchar" else 65535
         return self.image.extract_band(self.image.bands - 1).min() < opaque
 
@@ -265,7 +303,9 @@ class Engine(pil_engine.Engine):
         if self._pil_only(ext, quality):
             self.use_pil()
             return super().read(extension, quality)
-        image = _eight_bit(self.image)
+        # computed once into memory at the output size (small): encoding again, as max_bytes
+        # does, must not read a streamed source twice
+        image = _eight_bit(self._computed())
         keep = pyvips.enums.ForeignKeep.NONE
         if self.icc_profile is not None:
             keep |= pyvips.enums.ForeignKeep.ICC
