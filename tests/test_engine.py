@@ -21,8 +21,9 @@ from .test_delivery import JPEG, detect_face, put_bytes, signed_path
 SIZE = (5120, 2880)
 
 
-def request(width=0, height=0, *, meta=False, should_crop=False, filters="", trim=None):  # noqa: ANN001, ANN202
-    return SimpleNamespace(width=width, height=height, meta=meta, should_crop=should_crop, filters=filters, trim=trim)
+def request(width=0, height=0, *, meta=False, should_crop=False, filters="", trim=None, fit_in=False, full=False):  # noqa: ANN001, ANN202, E501
+    return SimpleNamespace(width=width, height=height, meta=meta, should_crop=should_crop, filters=filters, trim=trim,
+                           fit_in=fit_in, full=full)
 
 
 @pytest.mark.parametrize("req, expected", [
@@ -39,6 +40,11 @@ def request(width=0, height=0, *, meta=False, should_crop=False, filters="", tri
     (request(300, 200, filters="quality(80):proportion(0.5)"), None),
     (request(300, 200, filters="quality(80):format(webp)"), (534, 300)),
     (request(300, 200, trim="top-left"), None),  # trim's tolerance reads pixel edges
+    # fit-in: the whole source fits in the box (either way round: EXIF rotation, adaptive-)
+    (request(512, 512, fit_in=True), (512, 288)),
+    (request(300, 200, fit_in=True), (300, 169)),
+    (request(512, 0, fit_in=True), (911, 512)),  # one side: the 512 may fall on the short side
+    (request(512, 512, fit_in=True, full=True), (911, 512)),  # full-fit-in fills the box
 ])
 def test_shrink_target(req, expected) -> None:  # noqa: ANN001
     assert shrink_target(req, SIZE) == expected

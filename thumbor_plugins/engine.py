@@ -36,12 +36,26 @@ def shrink_target(request: Any, size: tuple[int, int]) -> tuple[int, int] | None
     wanted = [d for d in (request.width, request.height) if isinstance(d, int) and d > 0]
     if not wanted or len(wanted) < sum(1 for d in (request.width, request.height) if d):
         return None  # no size, or an "orig"
-    # the output never needs more than max(W, H) on the source's shorter side (crop, fit-in,
-    # stretch, rotated by EXIF or not)
-    scale = max(wanted) / min(size)
+    if getattr(request, "fit_in", False) and not getattr(request, "full", False):
+        scale = _fit_in_scale(request.width or 0, request.height or 0, size)
+    else:
+        # the output never needs more than max(W, H) on the source's shorter side (crop,
+        # stretch, rotated by EXIF or not)
+        scale = max(wanted) / min(size)
     if scale > 0.5:
         return None  # no DCT scale would apply
     return math.ceil(size[0] * scale), math.ceil(size[1] * scale)
+
+
+def _fit_in_scale(width: int, height: int, size: tuple[int, int]) -> float:
+    """The largest scale a fit-in output can need: the whole source fits in the box, whichever
+    way EXIF turns the source and ``adaptive-`` turns the box. A side of 0 is unbounded."""
+    scales = []
+    for box in ((width, height), (height, width)):
+        for source in (size, size[::-1]):
+            fits = [b / s for b, s in zip(box, source) if b]
+            scales.append(min(fits))
+    return max(scales)
 
 
 class Engine(PilEngine):
