@@ -289,3 +289,17 @@ def test_a_streamed_original_can_still_be_rotated_and_encoded_twice() -> None:
     reference.rotate(90)
     assert psnr(first, reference.read(".png", 80)) > 33
     assert Image.open(io.BytesIO(second)).size == (500, 400)
+
+
+def test_a_resize_of_a_resize_resamples_once_from_the_source() -> None:
+    engine = load(Engine, encode(Image.open(PORTRAIT), "PNG"), ".png")
+    source = engine.image
+    engine.resize(400, 266)  # Thumbor's MAX_WIDTH normalisation, say
+    engine.resize(200, 133)
+    assert engine._last_resize[1] is source
+    direct = load(Engine, encode(Image.open(PORTRAIT), "PNG"), ".png")
+    direct.resize(200, 133)
+    assert psnr(engine.read(".png", 80), direct.read(".png", 80)) == float("inf")
+    engine.crop(0, 0, 100, 100)  # something between: the next resize starts from here
+    engine.resize(50, 50)
+    assert engine.size == (50, 50) and engine._last_resize[1] is not source

@@ -92,6 +92,8 @@ class Engine(pil_engine.Engine):
 
     #: the libvips image reads its source once, top to bottom (see _streamable)
     _sequential = False
+    #: (result, source) of the last libvips resize
+    _last_resize: tuple[pyvips.Image, pyvips.Image] | None = None
 
     @property
     def on_vips(self) -> bool:
@@ -211,6 +213,11 @@ class Engine(pil_engine.Engine):
         size = max(1, int(width)), max(1, int(height))
         if size == (image.width, image.height):
             return None
+        if self._last_resize is not None and self._last_resize[0] is image:
+            # a resize of a resize with nothing between (Thumbor's MAX_WIDTH normalisation, then
+            # the requested size): one resampling from the first one's source, not two
+            image = self._last_resize[1]
+        source = image
         alpha = image.hasalpha()
         if alpha:
             # as Pillow does: colours are resampled weighted by their opacity
@@ -219,8 +226,9 @@ class Engine(pil_engine.Engine):
         if (image.width, image.height) != size:
             image = image.gravity("north-west", *size, extend="copy")  # float rounding: +-1 pixel
         if alpha:
-            image = image.unpremultiply().cast(self.image.format)
+            image = image.unpremultiply().cast(source.format)
         self.image = image
+        self._last_resize = (image, source)
         return None
 
     def rotate(self, degrees: float) -> None:
