@@ -112,6 +112,15 @@ class App(ThumborServiceApp):
         self.signer = Signer(_keys(context), context.config.IMGSTACK_SIGNATURE_ALGORITHM)
         super().__init__(context)
 
+    def start_request(self, server_conn: Any, request_conn: Any) -> Any:
+        # Tornado would buffer up to 100 MB of body before any handler runs, authenticated or not.
+        # No route of ours takes a body but the events webhook, which raises the limit itself
+        # once its token matched (handlers/events.py); anything else with a body is refused
+        # (400, connection closed) as soon as its headers arrive.
+        if hasattr(request_conn, "set_max_body_size"):
+            request_conn.set_max_body_size(0)
+        return super().start_request(server_conn, request_conn)
+
     def get_handlers(self) -> list:
         handlers = super().get_handlers()
         # Thumbor appends its own imaging route last; ours takes every remaining path instead

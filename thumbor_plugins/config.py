@@ -101,6 +101,10 @@ Config.define(
     "is unset (AVIF_SPEED s means effort 9 - s). bench/results/compare.md shows the measurement.",
     "Delivery")
 Config.define(
+    "IMGSTACK_RENDER_NICENESS", 10,
+    "Niceness (0-19) of the render threads: the event loop (health checks, hits, events) then "
+    "gets a core at once while renders run. 0: renders compete with it as equals.", "Delivery")
+Config.define(
     "IMGSTACK_PROCESSES", 0,
     "Thumbor processes that `imgstack dev` and the Docker image start (Thumbor's --processes), "
     "sharing one port. 0: one per CPU core. Each renders in ENGINE_THREADPOOL_SIZE threads.",
@@ -125,6 +129,9 @@ Config.define(
 Config.define(
     "IMGSTACK_EVENTS_TOKEN", None,
     "Bearer token MinIO sends to POST /events/minio. None: the endpoint is off.", "Events")
+Config.define(
+    "IMGSTACK_EVENTS_MAX_BODY_BYTES", 4 * 1024 * 1024,
+    "Largest event body accepted (413 above); read only after the token matched.", "Events")
 Config.define("IMGSTACK_EVENTS_QUEUE_SIZE", 256, "Pending events before 503 (MinIO retries).", "Events")
 Config.define("IMGSTACK_EVENTS_WORKERS", 2, "Concurrent warm/purge jobs.", "Events")
 

@@ -21,6 +21,7 @@ import functools
 import logging
 import os
 import re
+import threading
 from typing import Any, Callable
 
 import pyvips
@@ -46,6 +47,23 @@ _MODES = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
 #: Thumbor filters that change no pixels order (settings of the output, or a plain resize)
 _STREAMING_FILTERS = {"quality", "format", "strip_icc", "strip_exif", "no_upscale", "upscale"}
 _FILTER_NAME = re.compile(r"(\w+)\(")
+
+
+_niced = threading.local()
+
+
+def render_thread_priority(niceness: int) -> None:
+    """Lower the scheduling priority of the calling render thread (once per thread), so that the
+    event loop's thread — health checks, result-storage hits, events — gets a core at once when it
+    needs one, while renders still use every idle cycle. The libvips worker threads a render
+    thread starts inherit it. Raising niceness needs no privilege; Linux and macOS only."""
+    if niceness <= 0 or getattr(_niced, "done", False) or threading.current_thread() is threading.main_thread():
+        return
+    _niced.done = True
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), niceness)
+    except (AttributeError, OSError) as error:  # not on this platform: renders just compete
+        logger.debug("cannot lower the render thread's priority: %s", error)
 
 
 def _needs_pil(method: Callable) -> Callable:
@@ -302,6 +320,7 @@ class Engine(pil_engine.Engine):
         )
 
     def read(self, extension: str | None = None, quality: Any = None) -> bytes:
+        render_thread_priority(int(self.context.config.IMGSTACK_RENDER_NICENESS or 0))
         if not self.on_vips:
             return super().read(extension, quality)
         config = self.context.config

@@ -65,6 +65,8 @@ def parse_payload(body: bytes | str) -> list[ObjectEvent]:
         document = json.loads(body)
     except (ValueError, UnicodeDecodeError) as error:
         raise PayloadError(f"not JSON: {error}") from None
+    except RecursionError:
+        raise PayloadError("not JSON: nested too deeply") from None
     if not isinstance(document, dict) or not isinstance(document.get("Records"), list):
         raise PayloadError("expected an object with a Records list")
     events = []

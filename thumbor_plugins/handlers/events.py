@@ -2,7 +2,10 @@
 
 Off unless ``IMGSTACK_EVENTS_TOKEN`` is set (no route at all). Answers:
 
-- 401: no ``Authorization: Bearer <IMGSTACK_EVENTS_TOKEN>`` (compared in constant time);
+- 401: no ``Authorization: Bearer <IMGSTACK_EVENTS_TOKEN>`` (compared in constant time), checked
+  from the headers before a byte of the body is read;
+- 413: a body over ``IMGSTACK_EVENTS_MAX_BODY_BYTES``, refused from its ``Content-Length`` or as
+  soon as it grows past the limit, never buffered whole;
 - 400: not a MinIO notification payload;
 - 200: the event's jobs are done — or there was nothing to do (other event types, buckets outside
   ``IMGSTACK_ALLOWED_BUCKETS``, keys the loader refuses: logged and ignored);
@@ -22,6 +25,8 @@ import asyncio
 import logging
 from typing import Any
 
+from tornado.web import stream_request_body
+
 from .. import observe
 from ..events import JobQueue, PayloadError, QueueFull, jobs_for, parse_payload
 from ..events.runner import Runner
@@ -34,6 +39,7 @@ ACK_TIMEOUT = 25.0
 PATH = r"/events/minio"
 
 
+@stream_request_body
 class EventsHandler(ObservedHandler):
     kind = "event"
 
@@ -41,6 +47,39 @@ class EventsHandler(ObservedHandler):
         super().initialize(context)
         self.queue = queue
         self.token = token
+        self.limit = int(context.config.IMGSTACK_EVENTS_MAX_BODY_BYTES)
+        self._chunks: list[bytes] = []
+        self._received = 0
+
+    def prepare(self) -> None:
+        """Runs once the headers are in, before any of the body is read (stream_request_body)."""
+        if self.request.method != "POST":
+            return
+        if not self._authorized():
+            self.set_header("WWW-Authenticate", 'Bearer realm="imgstack events"')
+            self._answer(401, "unauthorized")
+            self.finish()
+            return
+        declared = self.request.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > self.limit:
+            self._too_large()
+            return
+        # tornado refuses anything longer (a chunked body too) while reading it
+        self.request.connection.set_max_body_size(self.limit)
+
+    def data_received(self, chunk: bytes) -> None:
+        if self._finished:
+            return
+        self._received += len(chunk)
+        if self._received > self.limit:
+            self._chunks.clear()
+            self._too_large()
+            return
+        self._chunks.append(chunk)
+
+    def _too_large(self) -> None:
+        self._answer(413, "too_large", detail=f"event bodies are limited to {self.limit} bytes")
+        self.finish()
 
     def check_xsrf_cookie(self) -> None:  # a webhook has no cookies
         return None
@@ -55,12 +94,10 @@ class EventsHandler(ObservedHandler):
         return bearer_matches(self.request.headers.get("Authorization"), self.token)
 
     async def post(self) -> None:
-        if not self._authorized():
-            self.set_header("WWW-Authenticate", 'Bearer realm="imgstack events"')
-            self._answer(401, "unauthorized")
+        if self._finished:  # refused in prepare or while the body arrived
             return
         try:
-            events = parse_payload(self.request.body)
+            events = parse_payload(b"".join(self._chunks))
         except PayloadError as error:
             self._answer(400, "bad_payload", detail=str(error))
             return
