@@ -210,7 +210,8 @@ def test_overwrite_purges_old_variants_before_warming_the_new_image(s3, thumbor,
 
 
 def test_full_queue_answers_503_and_the_retried_event_is_done(s3, thumbor_factory, uid) -> None:
-    thumbor = thumbor_factory(IMGSTACK_EVENTS_QUEUE_SIZE="1", IMGSTACK_EVENTS_WORKERS="1")
+    # the queue is per worker process: one worker, so the burst meets one queue
+    thumbor = thumbor_factory(IMGSTACK_EVENTS_QUEUE_SIZE="1", IMGSTACK_EVENTS_WORKERS="1", IMGSTACK_PROCESSES="1")
     keys = [f"{uid}/burst-{n}.jpg" for n in range(4)]
     for key in keys:
         upload(s3, key)
