@@ -92,6 +92,15 @@ def thumbor(thumbor_factory: ThumborFactory) -> embedded.Thumbor:
     return thumbor_factory()
 
 
+def worker_pids(thumbor: embedded.Thumbor) -> list[int]:
+    """The Thumbor worker processes under ``thumbor``'s supervisor (thumbor_plugins.serve)."""
+    parent = thumbor.process.popen.pid
+    children = Path(f"/proc/{parent}/task/{parent}/children")
+    if not children.exists():
+        return []
+    return [int(pid) for pid in children.read_text().split()]
+
+
 @pytest.fixture
 def uid() -> str:
     return uuid.uuid4().hex[:12]

@@ -16,7 +16,8 @@ from PIL import Image
 
 from thumbor_plugins import embedded
 
-from .conftest import BUCKET, sign, thumbor_env
+from .conftest import BUCKET, sign, thumbor_env, worker_pids
+from .test_delivery import peak_rss_kb
 from .test_ops import scrape, value
 
 pytestmark = pytest.mark.integration
@@ -99,12 +100,12 @@ def test_workers_share_the_port_and_a_dead_worker_is_replaced(s3_server, tmp_pat
     env = thumbor_env(s3_server, IMGSTACK_PROCESSES="2")
     thumbor = embedded.start_thumbor(env, tmp_path / "thumbor.log")
     try:
-        pids = _worker_pids(thumbor.process.popen.pid)
+        pids = worker_pids(thumbor)
         assert len(pids) == 2
         os.kill(pids[0], signal.SIGKILL)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            now = _worker_pids(thumbor.process.popen.pid)
+            now = worker_pids(thumbor)
             if len(now) == 2 and pids[0] not in now:
                 break
             time.sleep(0.2)
@@ -114,16 +115,7 @@ def test_workers_share_the_port_and_a_dead_worker_is_replaced(s3_server, tmp_pat
             assert httpx.get(thumbor.url + "/healthcheck", timeout=10).status_code == 200
     finally:
         thumbor.stop()
-    assert not _worker_pids(thumbor.process.popen.pid)
-
-
-def _worker_pids(parent: int) -> list[int]:
-    from pathlib import Path
-
-    children = Path(f"/proc/{parent}/task/{parent}/children")
-    if not children.exists():
-        return []
-    return [int(p) for p in children.read_text().split()]
+    assert not worker_pids(thumbor)
 
 
 def test_processes_setting_is_checked() -> None:
@@ -135,3 +127,25 @@ def test_processes_setting_is_checked() -> None:
         process_count({"IMGSTACK_PROCESSES": "many"})
     with pytest.raises(SystemExit, match="IMGSTACK_PROCESSES"):
         process_count({"IMGSTACK_PROCESSES": "-1"})
+
+
+def test_a_75_megapixel_png_is_rendered_without_holding_it_whole(s3, thumbor_factory) -> None:
+    """Plain resizes stream the original: the worker's peak memory grows by far less than the
+    225 MB the decoded image takes (held whole, as the PIL engine does, it would grow by more)."""
+    import pyvips
+
+    xy = pyvips.Image.xyz(10000, 7500)  # gradients: 75 MP that compress to a few MB
+    body = (xy[0] * 255 / 10000).bandjoin([xy[1] * 255 / 7500, (xy[0] + xy[1]) % 256]).cast("uchar") \
+        .copy(interpretation="srgb").pngsave_buffer(compression=6)
+    key = f"rendering/{time.time_ns()}/big.png"
+    s3.put_object(Bucket=BUCKET, Key=key, Body=body)
+    thumbor = thumbor_factory(IMGSTACK_PROCESSES="1", IMGSTACK_MEMORY_TEST="1")  # a fresh worker
+    (worker,) = worker_pids(thumbor)
+    url = sign(f"{BUCKET}/{key}", base=thumbor.url, width=800, height=800, fit_in=True)
+    httpx.get(sign(f"{BUCKET}/nothing", base=thumbor.url, width=1, height=1))  # warm imports
+    before = peak_rss_kb(worker)
+    response = httpx.get(url, headers=PLAIN, timeout=120)
+    grown = (peak_rss_kb(worker) - before) // 1024
+    assert response.status_code == 200
+    assert Image.open(io.BytesIO(response.content)).size == (800, 600)
+    assert grown < 150, f"peak memory grew by {grown} MB for a 75 MP original"
