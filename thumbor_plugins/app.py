@@ -33,6 +33,8 @@ from .urls import NotAPreset, Params, Signer, UrlError, cache_max_age, generate,
 logger = logging.getLogger("imgstack")
 
 _DEFAULT_KEYS = {"", "MY_SECURE_KEY"}
+#: the largest body read (and ignored) on a route that takes none
+IGNORED_BODY_BYTES = 64 * 1024
 
 
 class ConfigError(RuntimeError):
@@ -114,11 +116,12 @@ class App(ThumborServiceApp):
 
     def start_request(self, server_conn: Any, request_conn: Any) -> Any:
         # Tornado would buffer up to 100 MB of body before any handler runs, authenticated or not.
-        # No route of ours takes a body but the events webhook, which raises the limit itself
-        # once its token matched (handlers/events.py); anything else with a body is refused
-        # (400, connection closed) as soon as its headers arrive.
+        # No route of ours takes a body but the events webhook, which sets its own limit once its
+        # token matched (handlers/events.py). Elsewhere a stray small body is read and ignored,
+        # so the client gets its proper answer (405 for a POST); a larger one is refused (400,
+        # connection closed) as soon as its headers arrive.
         if hasattr(request_conn, "set_max_body_size"):
-            request_conn.set_max_body_size(0)
+            request_conn.set_max_body_size(IGNORED_BODY_BYTES)
         return super().start_request(server_conn, request_conn)
 
     def get_handlers(self) -> list:
