@@ -4,9 +4,9 @@ Used by ``imgstack dev``, the test suite and the Docker image, so all three run 
 Every option is Thumbor's own (``thumbor --help``) and is passed on. What this adds:
 
 - ``IMGSTACK_PROCESSES`` workers (0 or unset: one per CPU core). This process binds the port
-  once and supervises that many ``thumbor --fd`` workers sharing the socket (the kernel hands
-  each connection to a worker that is free to accept): a worker that dies is restarted,
-  SIGTERM/SIGINT stop them all (SIGKILL after a grace period).
+  and supervises that many ``thumbor --fd`` workers, each on a socket of its own (see
+  :func:`_listen`): a worker that dies is restarted on its socket (connections wait in its
+  backlog meanwhile), SIGTERM/SIGINT stop them all (SIGKILL after a grace period).
 - ``MALLOC_ARENA_MAX=2`` for the workers unless set: memory freed after a large render goes back
   to the process instead of staying in per-thread arenas.
 - With more than one worker and no ``PROMETHEUS_MULTIPROC_DIR``: a fresh private directory for
@@ -60,30 +60,30 @@ def _raise_stop(signum: int, frame: object) -> None:  # noqa: ARG001
 
 
 class Supervisor:
-    """``count`` Thumbor workers on one listening socket."""
+    """``count`` Thumbor workers, worker *i* on listening socket ``sockets[i]`` (all sockets may
+    be one and the same)."""
 
-    def __init__(self, count: int, sock: socket.socket, thumbor_args: list[str]) -> None:
-        self.count = count
-        self.sock = sock
+    def __init__(self, sockets: list[socket.socket], thumbor_args: list[str]) -> None:
+        self.sockets = sockets
         self.args = thumbor_args
-        self.workers: dict[int, subprocess.Popen] = {}
+        self.workers: dict[int, tuple[int, subprocess.Popen]] = {}
         self.restarts: list[float] = []
 
-    def spawn(self) -> None:
-        fd = self.sock.fileno()
+    def spawn(self, slot: int) -> None:
+        fd = self.sockets[slot].fileno()
         argv = [sys.executable, "-m", "thumbor.server", f"--fd={fd}", *self.args]
         worker = subprocess.Popen(argv, pass_fds=(fd,))  # noqa: S603 - our own interpreter
-        self.workers[worker.pid] = worker
+        self.workers[worker.pid] = (slot, worker)
 
     def run(self) -> int:
-        for _ in range(self.count):
-            self.spawn()
+        for slot in range(len(self.sockets)):
+            self.spawn(slot)
         previous = {sig: signal.signal(sig, _raise_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
         try:
             while True:
-                for pid, worker in list(self.workers.items()):
+                for pid, (slot, worker) in list(self.workers.items()):
                     if worker.poll() is not None:
-                        self._restart(pid, worker.returncode)
+                        self._restart(pid, slot, worker.returncode)
                 time.sleep(0.2)
         except _Stop:
             return 0
@@ -92,22 +92,23 @@ class Supervisor:
                 signal.signal(sig, signal.SIG_IGN)
             self.stop()
 
-    def _restart(self, pid: int, code: int) -> None:
+    def _restart(self, pid: int, slot: int, code: int) -> None:
         del self.workers[pid]
         _mark_dead(pid)
         now = time.monotonic()
         self.restarts = [t for t in self.restarts if now - t < 60] + [now]
-        if len(self.restarts) > 10 * self.count:
+        if len(self.restarts) > 10 * len(self.sockets):
             raise SystemExit(f"imgstack: Thumbor workers keep exiting (last: {code}); giving up")
         print(f"imgstack: Thumbor worker {pid} exited ({code}); starting another", file=sys.stderr, flush=True)
-        self.spawn()
+        self.spawn(slot)
 
     def stop(self) -> None:
-        for worker in self.workers.values():
+        workers = [worker for _, worker in self.workers.values()]
+        for worker in workers:
             if worker.poll() is None:
                 worker.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + GRACE
-        for worker in self.workers.values():
+        for worker in workers:
             try:
                 worker.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
@@ -122,12 +123,21 @@ def _mark_dead(pid: int) -> None:
         multiprocess.mark_process_dead(pid)
 
 
-def _listen(ip: str, port: int) -> socket.socket:
+def _listen(ip: str, port: int, count: int) -> list[socket.socket]:
+    """A listening socket per worker on the same port (Linux's SO_REUSEPORT: the kernel spreads
+    new connections over them evenly, so a burst of keep-alive connections — a load balancer's —
+    never lands on one worker while another idles); elsewhere one socket they all share."""
     family = socket.AF_INET6 if ":" in ip else socket.AF_INET
-    sock = socket.create_server((ip, port), family=family, backlog=1024)
-    # every worker accepts on it: one that loses the race must not block its event loop
-    sock.setblocking(False)
-    return sock
+    balanced = sys.platform.startswith("linux") and hasattr(socket, "SO_REUSEPORT")
+    sockets = []
+    for _ in range(count if balanced else 1):
+        sock = socket.create_server((ip, port), family=family, backlog=1024, reuse_port=balanced)
+        # a worker that loses the race for a connection must not block its event loop
+        sock.setblocking(False)
+        sockets.append(sock)
+        if port == 0:  # any free port: the others take the same one
+            port = sock.getsockname()[1]
+    return sockets if balanced else sockets * count
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -138,7 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("-f", "--fd", default=None)
     parser.add_argument("--processes", type=int, default=None)
     known, rest = parser.parse_known_args(args)
-    count = known.processes if known.processes is not None else process_count()
+    count = max(1, known.processes if known.processes is not None else process_count())
     owned: list[str] = []
     if not os.environ.get(singleflight.LOCK_DIR_ENV):
         os.environ[singleflight.LOCK_DIR_ENV] = tempfile.mkdtemp(prefix="imgstack-locks-")
@@ -155,10 +165,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if count > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="imgstack-metrics-")
             owned.append(os.environ["PROMETHEUS_MULTIPROC_DIR"])
-        with _listen(known.ip, known.port) as sock:
+        sockets = _listen(known.ip, known.port, count)
+        try:
             # Thumbor listens on --fd and ignores --port/--ip, but the workers' own address
             # (context.server, used to call themselves when warming) must still be right
-            return Supervisor(count, sock, [*rest, f"--port={known.port}", f"--ip={known.ip}"]).run()
+            return Supervisor(sockets, [*rest, f"--port={known.port}", f"--ip={known.ip}"]).run()
+        finally:
+            for sock in sockets:
+                sock.close()
     finally:
         for path in owned:
             shutil.rmtree(path, ignore_errors=True)
