@@ -79,6 +79,14 @@ def shipped_settings() -> dict[str, object]:
     return values
 
 
+def _stock_value(name: str, value: object) -> object:
+    """A shipped setting as stock Thumbor can take it: our own modules (such as the detector
+    that runs the others off the event loop) are not installed there."""
+    if name == "DETECTORS":
+        return [module for module in value if not module.startswith("thumbor_plugins.")]
+    return value
+
+
 def _environ_without_settings() -> dict[str, str]:
     """This process's environment minus anything that would change a server's settings: the
     bench measures the shipped defaults, whatever the shell exports."""
@@ -150,7 +158,7 @@ def stock_config(s3: embedded.S3Server) -> str:
         "STORAGE": "thumbor.storages.no_storage",
         "RESULT_STORAGE": None,
         "ENGINE_THREADPOOL_SIZE": 2,
-        **{name: shipped[name] for name in MIRRORED_SETTINGS if name in shipped},
+        **{name: _stock_value(name, shipped[name]) for name in MIRRORED_SETTINGS if name in shipped},
     }
     return "".join(f"{name} = {value!r}\n" for name, value in settings.items())
 

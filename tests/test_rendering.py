@@ -149,3 +149,30 @@ def test_a_75_megapixel_png_is_rendered_without_holding_it_whole(s3, thumbor_fac
     assert response.status_code == 200
     assert Image.open(io.BytesIO(response.content)).size == (800, 600)
     assert grown < 150, f"peak memory grew by {grown} MB for a 75 MP original"
+
+
+def test_workers_stop_when_their_supervisor_is_killed(s3_server, tmp_path) -> None:
+    import os
+    import signal
+
+    thumbor = embedded.start_thumbor(thumbor_env(s3_server, IMGSTACK_PROCESSES="2"), tmp_path / "thumbor.log")
+    pids = worker_pids(thumbor)
+    assert len(pids) == 2
+    os.kill(thumbor.process.popen.pid, signal.SIGKILL)
+    thumbor.process.popen.wait()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and any(_running(pid) for pid in pids):
+        time.sleep(0.2)
+    thumbor.stop()
+    assert not any(_running(pid) for pid in pids), "workers outlived their supervisor"
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie waiting to be reaped."""
+    from pathlib import Path
+
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"

@@ -72,7 +72,7 @@ class Supervisor:
     def spawn(self, slot: int) -> None:
         fd = self.sockets[slot].fileno()
         argv = [sys.executable, "-m", "thumbor.server", f"--fd={fd}", *self.args]
-        worker = subprocess.Popen(argv, pass_fds=(fd,))  # noqa: S603 - our own interpreter
+        worker = subprocess.Popen(argv, pass_fds=(fd,), preexec_fn=_die_with_parent)  # noqa: S603, PLW1509
         self.workers[worker.pid] = (slot, worker)
 
     def run(self) -> int:
@@ -114,6 +114,15 @@ class Supervisor:
             except subprocess.TimeoutExpired:
                 worker.kill()
                 worker.wait()
+
+
+def _die_with_parent() -> None:
+    """In a new worker (Linux): SIGTERM when the supervisor dies, even by SIGKILL, so that no
+    worker goes on serving the port unsupervised. This process has no threads: safe to run here."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
 
 
 def _mark_dead(pid: int) -> None:
