@@ -230,3 +230,15 @@ def test_sha256_mode_accepts_sha256_and_refuses_sha1(thumbor_factory, photo) -> 
     thumbor = thumbor_factory(IMGSTACK_SIGNATURE_ALGORITHM="sha256")
     assert httpx.get(sign(photo, base=thumbor.url, width=50, height=50, algorithm="sha256"), headers=PLAIN).status_code == 200
     assert httpx.get(sign(photo, base=thumbor.url, width=50, height=50)).status_code == 403
+
+
+@pytest.mark.parametrize("filters", [
+    "Expires(1)",            # not a filter Thumbor runs: it would be skipped, the link permanent
+    "fill(expires(1))",      # an expiry hidden in another filter's arguments
+    "format(exe)",           # not a format: would name a derived key
+    "no_such_filter(1)",
+])
+def test_should_answer_400_for_filters_the_server_would_not_apply(counted, photo, filters) -> None:
+    thumbor, proxy = counted
+    url = sign(photo, base=thumbor.url, width=50, height=50, filters=filters)
+    assert_refused_without_s3(thumbor, proxy, url, 400)

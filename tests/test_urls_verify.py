@@ -1,5 +1,7 @@
 """verify_request: each test names the attack it stops."""
 
+import re
+
 import pytest
 from libthumbor import CryptoURL
 from libthumbor.url_signers.base64_hmac_sha1 import UrlSigner
@@ -215,3 +217,24 @@ def test_build_url_validates_with_libthumbor(image, kwargs):
     url = build_url(image, key=KEY, **kwargs)
     _, sig, path = url.split("/", 2)
     assert UrlSigner(KEY).validate(sig.encode(), path)
+
+
+# --- filters the server would skip must not pass as signed restrictions -------------------------
+
+KNOWN = {"quality": re.compile(r"quality\((?:\s*(\d+)\s*)\)"), "fill": re.compile(r"fill\((?:\s*([\w#]+)\s*)\)")}
+
+
+def test_should_reject_a_filter_the_server_does_not_run():
+    # a signed Expires(1) would otherwise be skipped by Thumbor: a permanent link that looks expiring
+    with pytest.raises(MalformedUrl, match="unknown filter Expires"):
+        verify(signed("filters:Expires(1)/images/a.jpg"), known_filters=KNOWN)
+
+
+def test_should_reject_expires_hidden_in_another_filters_arguments():
+    with pytest.raises(MalformedUrl, match="bad arguments for fill"):
+        verify(signed("filters:fill(expires(1))/images/a.jpg"), known_filters=KNOWN)
+
+
+def test_known_filters_and_our_own_pass():
+    params = verify(signed(f"filters:quality(80):fill(red):expires({LATER}):v(abc)/images/a.jpg"), known_filters=KNOWN)
+    assert params.expires_at == LATER

@@ -18,6 +18,7 @@ import datetime
 import email.utils
 import hashlib
 import logging
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -108,10 +109,21 @@ def thumbor_arguments(params: Params) -> dict[str, Any]:
     }
 
 
+def known_filters(context: Any) -> dict[str, re.Pattern[str]]:
+    """The filters this Thumbor runs (``FILTERS``): name -> the pattern Thumbor reads it with."""
+    known = {}
+    for cls in context.modules.filters or ():
+        data = getattr(getattr(cls, "runnable_method", None), "filter_data", None)
+        if data is not None and getattr(cls, "regex", None) is not None:
+            known[data["name"]] = cls.regex
+    return known
+
+
 class App(ThumborServiceApp):
     def __init__(self, context: Any) -> None:
         validate(context)
         self.signer = Signer(_keys(context), context.config.IMGSTACK_SIGNATURE_ALGORITHM)
+        self.known_filters = known_filters(context)
         super().__init__(context)
 
     def start_request(self, server_conn: Any, request_conn: Any) -> Any:
@@ -127,7 +139,8 @@ class App(ThumborServiceApp):
     def get_handlers(self) -> list:
         handlers = super().get_handlers()
         # Thumbor appends its own imaging route last; ours takes every remaining path instead
-        handlers[-1] = (r"/.*", ImageHandler, {"context": self.context, "signer": self.signer})
+        handlers[-1] = (r"/.*", ImageHandler,
+                        {"context": self.context, "signer": self.signer, "known_filters": self.known_filters})
         return handlers
 
 
@@ -139,9 +152,10 @@ class ImageHandler(ImagingHandler):
     _counted = False
     _request_parameters: RequestParameters | None = None
 
-    def initialize(self, context: Any, signer: Signer) -> None:  # noqa: D401 - tornado hook
+    def initialize(self, context: Any, signer: Signer, known_filters: dict) -> None:  # noqa: D401 - tornado hook
         super().initialize(context)
         self.signer = signer
+        self.known_filters = known_filters
 
     def reject(self, status: int, reason: str, message: str) -> None:
         """Refuse the request; ``reason`` is a short word for logs and metrics. ``message`` must
@@ -159,6 +173,7 @@ class ImageHandler(ImagingHandler):
             allow_unsafe=bool(config.ALLOW_UNSAFE_URL),
             require_expires=bool(config.IMGSTACK_REQUIRE_EXPIRES),
             max_lifetime=int(config.IMGSTACK_MAX_LINK_LIFETIME or 0),
+            known_filters=self.known_filters,
         )
         if config.IMGSTACK_ONLY_PRESETS and presets.matches(params, presets.load(config.IMGSTACK_PRESETS_FILE)) is None:
             raise NotAPreset("only presets are served (IMGSTACK_ONLY_PRESETS)")

@@ -12,6 +12,8 @@ from typing import Literal
 
 from .errors import MalformedUrl
 
+#: the formats Thumbor's format() filter writes
+FORMATS = frozenset({"jpeg", "jpg", "png", "webp", "gif", "avif", "heic", "heif"})
 EXPIRES = "expires"
 VERSION = "v"
 
@@ -93,7 +95,12 @@ class Params:
     def format(self) -> str | None:
         """The argument of ``format()``; the last one wins, as when Thumbor runs them in order."""
         found = [f.args for f in self.filters if f.name == "format"]
-        return found[-1] if found else None
+        if not found:
+            return None
+        if found[-1].strip().lower() not in FORMATS:
+            # it names the derived key and the response type: only formats Thumbor writes
+            raise MalformedUrl(f"format({found[-1]}) is not one of {', '.join(sorted(FORMATS))}")
+        return found[-1]
 
     def without_expires(self) -> Params:
         """The same options without ``expires()`` (``v()`` stays): the result-storage identity."""

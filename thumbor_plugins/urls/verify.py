@@ -2,14 +2,32 @@
 
 from __future__ import annotations
 
-from .errors import BadSignature, Expired, ExpiryRequired, LifetimeTooLong, UnsafeNotAllowed
+from collections.abc import Mapping
+from re import Pattern
+
+from .errors import BadSignature, Expired, ExpiryRequired, LifetimeTooLong, MalformedUrl, UnsafeNotAllowed
 from .grammar import parse, split_signed
-from .params import Params
+from .params import EXPIRES, VERSION, Params
 from .signing import Signer
 
 
+def check_filters(params: Params, known: Mapping[str, Pattern[str]]) -> None:
+    """Every filter must be one the server runs, with arguments it reads whole: a filter the
+    server would skip (``Expires(1)``, ``fill(expires(1))``) must not look, to whoever signed it,
+    like a restriction that holds. ``known``: name -> the pattern of that filter's whole text."""
+    for item in params.filters:
+        if item.name in (EXPIRES, VERSION):
+            continue  # ours, read by the grammar itself
+        pattern = known.get(item.name)
+        if pattern is None:
+            raise MalformedUrl(f"unknown filter {item.name}()")
+        if not pattern.fullmatch(str(item)):
+            raise MalformedUrl(f"bad arguments for {item.name}()")
+
+
 def verify_request(raw_path: str, *, signer: Signer, now: float, allow_unsafe: bool = False,
-                   require_expires: bool = False, max_lifetime: int = 0) -> Params:
+                   require_expires: bool = False, max_lifetime: int = 0,
+                   known_filters: Mapping[str, Pattern[str]] | None = None) -> Params:
     """Check a request path (``/<signature>/<path>``, as received, no query) and return its Params.
 
     The signature is checked on the raw path before any option is read, so a percent-encoded or
@@ -17,7 +35,9 @@ def verify_request(raw_path: str, *, signer: Signer, now: float, allow_unsafe: b
     MalformedUrl (shape), UnsafeNotAllowed, BadSignature, MalformedUrl (grammar, repeated or bad
     ``expires()``), Expired (``expires_at <= now``), ExpiryRequired (no ``expires()`` while
     ``require_expires``), LifetimeTooLong (``max_lifetime > 0`` and more than that many seconds
-    left). Expiry rules apply to ``unsafe`` URLs too, when those are allowed.
+    left). Expiry rules apply to ``unsafe`` URLs too, when those are allowed. With
+    ``known_filters``, MalformedUrl for a filter not in it or with arguments its pattern does not
+    read whole (:func:`check_filters`), before the expiry is judged.
     """
     signature, rest = split_signed(raw_path)
     if signature == "unsafe":
@@ -26,6 +46,9 @@ def verify_request(raw_path: str, *, signer: Signer, now: float, allow_unsafe: b
     elif not signer.verify(signature, rest):
         raise BadSignature("signature does not match the path")
     params = parse(rest)
+    _ = params.format  # MalformedUrl for a format() Thumbor does not write
+    if known_filters is not None:
+        check_filters(params, known_filters)
     expires_at = params.expires_at
     if expires_at is None:
         if require_expires:
