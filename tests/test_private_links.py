@@ -242,3 +242,18 @@ def test_should_answer_400_for_filters_the_server_would_not_apply(counted, photo
     thumbor, proxy = counted
     url = sign(photo, base=thumbor.url, width=50, height=50, filters=filters)
     assert_refused_without_s3(thumbor, proxy, url, 400)
+
+
+@pytest.mark.parametrize("options, expected", [
+    ({"filters": "max_age(60)"}, "public, max-age=60"),
+    ({"filters": "max_age(999999)"}, "public, max-age=3600"),  # never above MAX_AGE
+    ({"filters": "max_age(60)", "expires_in": 600}, "private, max-age=60"),
+])
+def test_signed_max_age_lowers_cache_control_and_never_raises_it(counted, photo, options, expected) -> None:
+    thumbor, _ = counted
+    url = sign(photo, base=thumbor.url, width=64, height=48, **options)
+    miss = httpx.get(url, headers=PLAIN)
+    assert miss.status_code == 200
+    assert miss.headers["cache-control"] == expected
+    time.sleep(0.5)  # stored: the next one is a hit, which runs no filter
+    assert httpx.get(url, headers=PLAIN).headers["cache-control"] == expected

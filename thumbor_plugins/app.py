@@ -119,6 +119,12 @@ def known_filters(context: Any) -> dict[str, re.Pattern[str]]:
     return known
 
 
+def _asked_max_age(params: Params) -> int | None:
+    """The smallest ``max_age(n)`` of the URL, never negative; None without one."""
+    asked = [int(f.args) for f in params.filters if f.name == "max_age" and f.args.strip().isdigit()]
+    return min(asked) if asked else None
+
+
 class App(ThumborServiceApp):
     def __init__(self, context: Any) -> None:
         validate(context)
@@ -335,16 +341,21 @@ class ImageHandler(ImagingHandler):
 
     def _cache_control(self) -> str:
         """Expiring link: private, never cacheable past expiry. Stand-in (fallback image):
-        MAX_AGE_TEMP_IMAGE. Permanent versioned link: a year, immutable. Otherwise MAX_AGE."""
+        MAX_AGE_TEMP_IMAGE. Permanent versioned link: a year, immutable. Otherwise MAX_AGE. A
+        signed ``max_age(n)`` lowers any of these to n, never raises them (read from the URL, so
+        a result-storage hit, which runs no filter, is answered the same)."""
         config = self.context.config
         info = self.imgstack
         request = self.context.request
         temporary = request.prevent_result_storage or request.detection_error
         max_age = int((config.MAX_AGE_TEMP_IMAGE if temporary else config.MAX_AGE) or 0)
+        asked = _asked_max_age(info.params)
+        if asked is not None:
+            max_age = min(max_age, asked)
         left = cache_max_age(info.params, time.time(), max_age)
         if left is not None:
             return f"private, max-age={left}"
-        if info.params.version and not temporary:
+        if info.params.version and not temporary and asked is None:
             return f"public, max-age={int(config.IMGSTACK_VERSIONED_MAX_AGE)}, immutable"
         return f"public, max-age={max_age}"
 
