@@ -34,8 +34,6 @@ logger = logging.getLogger("imgstack.engine")
 #: libvips keeps recent operations for reuse; a render never repeats one, and the cache would
 #: hold decoded images alive between requests
 pyvips.cache_set_max(0)
-if os.environ.get("IMGSTACK_VIPS_CONCURRENCY"):
-    pyvips.concurrency_set(int(os.environ["IMGSTACK_VIPS_CONCURRENCY"]))
 
 #: source formats libvips decodes here (Thumbor's extension names)
 _VIPS_SOURCES = {".jpg", ".jpeg", ".png", ".webp"}
@@ -44,7 +42,7 @@ _VIPS_OUTPUTS = {".jpg", ".jpeg", ".png", ".webp", ".avif"}
 #: colour spaces this engine handles itself (CMYK, Lab, ... go to Pillow as before)
 _INTERPRETATIONS = {"srgb", "b-w", "rgb16", "grey16"}
 _MODES = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
-#: Thumbor filters that change no pixels order (settings of the output, or a plain resize)
+#: Thumbor filters that leave the pixels to be read once, in order (output settings, resizing)
 _STREAMING_FILTERS = {"quality", "format", "strip_icc", "strip_exif", "no_upscale", "upscale"}
 _FILTER_NAME = re.compile(r"(\w+)\(")
 
