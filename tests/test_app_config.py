@@ -16,14 +16,18 @@ def context(**values: object) -> SimpleNamespace:
 
 
 def test_a_real_key_starts() -> None:
-    validate(context(SECURITY_KEY="a-long-random-secret", IMGSTACK_VERIFY_KEYS="an-older-secret"))
+    validate(context(SECURITY_KEY="a-long-random-secret-0123456789abcdef", IMGSTACK_VERIFY_KEYS="an-older-secret-0123456789abcdefghij"))
 
 
 @pytest.mark.parametrize("values, message", [
     ({}, "SECURITY_KEY is not set"),
     ({"SECURITY_KEY": "MY_SECURE_KEY"}, "SECURITY_KEY is not set"),
-    ({"SECURITY_KEY": "a-long-random-secret", "IMGSTACK_VERIFY_KEYS": "old, MY_SECURE_KEY"}, "default key"),
-    ({"SECURITY_KEY": "a-long-random-secret", "IMGSTACK_SIGNATURE_ALGORITHM": "md5"}, "sha1 or sha256"),
+    ({"SECURITY_KEY": "a-long-random-secret-0123456789abcdef", "IMGSTACK_VERIFY_KEYS": "old, MY_SECURE_KEY"}, "default key"),
+    ({"SECURITY_KEY": "a-long-random-secret-0123456789abcdef", "IMGSTACK_SIGNATURE_ALGORITHM": "md5"}, "sha1 or sha256"),
+    # a short key falls to an offline search from one signed URL
+    ({"SECURITY_KEY": "short-secret"}, "SECURITY_KEY holds a key of 12 characters"),
+    ({"SECURITY_KEY": "a-long-random-secret-0123456789abcdef", "IMGSTACK_VERIFY_KEYS": "old-key"},
+     "IMGSTACK_VERIFY_KEYS holds a key of 7 characters"),
 ])
 def test_should_refuse_to_start_with_a_key_anyone_knows_or_a_bad_setting(values: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):

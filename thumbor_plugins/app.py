@@ -34,6 +34,8 @@ from .urls import NotAPreset, Params, Signer, UrlError, cache_max_age, generate,
 logger = logging.getLogger("imgstack")
 
 _DEFAULT_KEYS = {"", "MY_SECURE_KEY"}
+#: signing keys shorter than this are refused at start
+MIN_KEY_LENGTH = 32
 #: the largest body read (and ignored) on a route that takes none
 IGNORED_BODY_BYTES = 64 * 1024
 
@@ -59,6 +61,12 @@ def validate(context: Any) -> None:
         raise ConfigError("SECURITY_KEY is not set: refusing to start (set SECURITY_KEY to a long random secret)")
     if any(key in _DEFAULT_KEYS for key in keys[1:]):
         raise ConfigError("IMGSTACK_VERIFY_KEYS holds Thumbor's published default key: anyone could sign links")
+    for name, key in [("SECURITY_KEY", keys[0])] + [("IMGSTACK_VERIFY_KEYS", key) for key in keys[1:]]:
+        if len(key) < MIN_KEY_LENGTH:
+            raise ConfigError(
+                f"{name} holds a key of {len(key)} characters: keys this short can be guessed offline "
+                f"from one signed URL; use at least {MIN_KEY_LENGTH} (openssl rand -hex 32)"
+            )
     if config.IMGSTACK_SIGNATURE_ALGORITHM not in ("sha1", "sha256"):
         raise ConfigError("IMGSTACK_SIGNATURE_ALGORITHM must be sha1 or sha256")
     try:
