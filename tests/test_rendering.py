@@ -118,6 +118,16 @@ def test_workers_share_the_port_and_a_dead_worker_is_replaced(s3_server, tmp_pat
     assert not worker_pids(thumbor)
 
 
+def test_default_worker_count_follows_the_containers_cpu_quota(tmp_path) -> None:
+    from thumbor_plugins.serve import usable_cores
+
+    cpu_max = tmp_path / "cpu.max"
+    cpu_max.write_text("150000 100000\n")  # cpus: 1.5
+    assert usable_cores(cpu_max) == min(2, usable_cores(tmp_path / "absent"))
+    cpu_max.write_text("max 100000\n")  # no limit
+    assert usable_cores(cpu_max) == usable_cores(tmp_path / "absent") >= 1
+
+
 def test_processes_setting_is_checked() -> None:
     from thumbor_plugins.serve import process_count
 

@@ -107,7 +107,8 @@ Config.define(
 Config.define(
     "IMGSTACK_PROCESSES", 0,
     "Thumbor processes that `imgstack dev` and the Docker image start (Thumbor's --processes), "
-    "sharing one port. 0: one per CPU core. Each renders in ENGINE_THREADPOOL_SIZE threads.",
+    "sharing one port. 0: one per CPU core (at most the container's CPU quota). Each renders in "
+    "ENGINE_THREADPOOL_SIZE threads.",
     "Delivery")
 Config.define(
     "IMGSTACK_PRESETS_FILE", None,

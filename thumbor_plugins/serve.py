@@ -20,6 +20,7 @@ kills it and leaves the workers running unsupervised).
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import shutil
 import signal
@@ -29,6 +30,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 from . import singleflight
 
@@ -37,7 +39,7 @@ GRACE = 10.0
 
 
 def process_count(environ: dict[str, str] | None = None) -> int:
-    """``IMGSTACK_PROCESSES``; 0 or unset: one per CPU core this process may use."""
+    """``IMGSTACK_PROCESSES``; 0 or unset: one per core this process may use (:func:`usable_cores`)."""
     environ = os.environ if environ is None else environ
     text = (environ.get("IMGSTACK_PROCESSES") or "0").strip()
     try:
@@ -47,8 +49,21 @@ def process_count(environ: dict[str, str] | None = None) -> int:
     if count < 0:
         raise SystemExit(f"IMGSTACK_PROCESSES={count}: must be 0 (one per core) or more")
     if count == 0:
-        count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        count = usable_cores()
     return count
+
+
+def usable_cores(cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
+    """The cores this process may use: its CPU affinity, lowered to its cgroup's CPU quota when
+    one is set (a container with ``cpus: 2`` on a 64-core host runs 2 workers, not 64)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        quota, period = cpu_max.read_text().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass  # no cgroup v2 limit here
+    return cores
 
 
 class _Stop(Exception):
