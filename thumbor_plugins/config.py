@@ -98,7 +98,7 @@ Config.define(
 Config.define(
     "IMGSTACK_AVIF_EFFORT", 2,
     "libvips AVIF encoder effort, 0 (fastest) to 9 (smallest files), when Thumbor's AVIF_SPEED "
-    "is unset (AVIF_SPEED s means effort 9 - s). bench/results/compare.md shows the measurement.",
+    "is unset (AVIF_SPEED s means effort 9 - s). 2 is the knee measured by bench/avif_effort.py.",
     "Delivery")
 Config.define(
     "IMGSTACK_RENDER_NICENESS", 10,
@@ -106,8 +106,8 @@ Config.define(
     "gets a core at once while renders run. 0: renders compete with it as equals.", "Delivery")
 Config.define(
     "IMGSTACK_PROCESSES", 0,
-    "Thumbor processes that `imgstack dev` and the Docker image start (Thumbor's --processes), "
-    "sharing one port. 0: one per CPU core (at most the container's CPU quota). Each renders in "
+    "Thumbor worker processes that thumbor_plugins.serve (imgstack dev, the Docker image) starts "
+    "on one port. 0: one per CPU core (at most the container's CPU quota). Each renders in "
     "ENGINE_THREADPOOL_SIZE threads.",
     "Delivery")
 Config.define(
