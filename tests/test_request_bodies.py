@@ -58,7 +58,7 @@ def test_should_refuse_a_chunked_event_body_once_it_passes_the_limit(thumbor_fac
     chunk = b"x" * 600
     body = b"".join(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n" for _ in range(3))  # no last chunk
     status, _ = raw_request(thumbor.url, event_head(thumbor.url, EVENTS_TOKEN, None, chunked=True), body)
-    assert status in (400, 413)  # refused mid-body; the connection is closed either way
+    assert status in (400, 413)  # refused mid-body by tornado; the connection is closed
 
 
 def test_should_still_accept_an_event_under_the_limit(thumbor) -> None:

@@ -4,8 +4,8 @@ Off unless ``IMGSTACK_EVENTS_TOKEN`` is set (no route at all). Answers:
 
 - 401: no ``Authorization: Bearer <IMGSTACK_EVENTS_TOKEN>`` (compared in constant time), checked
   from the headers before a byte of the body is read;
-- 413: a body over ``IMGSTACK_EVENTS_MAX_BODY_BYTES``, refused from its ``Content-Length`` or as
-  soon as it grows past the limit, never buffered whole;
+- 413: a body over ``IMGSTACK_EVENTS_MAX_BODY_BYTES``, refused from its ``Content-Length``; a
+  chunked one is cut off by tornado as soon as it grows past the limit (400); never buffered whole;
 - 400: not a MinIO notification payload;
 - 200: the event's jobs are done — or there was nothing to do (other event types, buckets outside
   ``IMGSTACK_ALLOWED_BUCKETS``, keys the loader refuses: logged and ignored);
@@ -49,7 +49,6 @@ class EventsHandler(ObservedHandler):
         self.token = token
         self.limit = int(context.config.IMGSTACK_EVENTS_MAX_BODY_BYTES)
         self._chunks: list[bytes] = []
-        self._received = 0
 
     def prepare(self) -> None:
         """Runs once the headers are in, before any of the body is read (stream_request_body)."""
@@ -62,24 +61,15 @@ class EventsHandler(ObservedHandler):
             return
         declared = self.request.headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > self.limit:
-            self._too_large()
+            self._answer(413, "too_large", detail=f"event bodies are limited to {self.limit} bytes")
+            self.finish()
             return
-        # tornado refuses anything longer (a chunked body too) while reading it
+        # tornado refuses a longer chunked body as it arrives (400, connection closed)
         self.request.connection.set_max_body_size(self.limit)
 
     def data_received(self, chunk: bytes) -> None:
-        if self._finished:
-            return
-        self._received += len(chunk)
-        if self._received > self.limit:
-            self._chunks.clear()
-            self._too_large()
-            return
-        self._chunks.append(chunk)
-
-    def _too_large(self) -> None:
-        self._answer(413, "too_large", detail=f"event bodies are limited to {self.limit} bytes")
-        self.finish()
+        if not self._finished:
+            self._chunks.append(chunk)  # at most self.limit bytes: tornado checks before passing them
 
     def check_xsrf_cookie(self) -> None:  # a webhook has no cookies
         return None
