@@ -184,7 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             thumbor_main([*rest, f"--port={known.port}", f"--ip={known.ip}", f"--fd={known.fd}"])
             return 0
         # glibc gives every render thread malloc arenas of its own, and freed image buffers stay
-        # in them; with 2, far less does (six 75 MP renders: 261 MB peak instead of 379 MB)
+        # in them; with 2, far less does
         os.environ.setdefault("MALLOC_ARENA_MAX", "2")
         if count > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="imgstack-metrics-")
