@@ -20,7 +20,7 @@ from .conftest import FIXTURES, sign
 pytestmark = pytest.mark.integration
 
 READY_KEYS = {"thumbor_url", "s3_endpoint_url", "s3_access_key", "s3_secret_key", "bucket", "derived_bucket",
-              "security_key"}
+              "security_key", "events_token"}
 
 
 def imgstack() -> str:
@@ -110,8 +110,27 @@ def test_dev_uses_key_from_environment_and_keeps_data(tmp_path) -> None:
     process, ready2, _ = start_dev(tmp_path, "--no-samples", env={"SECURITY_KEY": key})
     try:
         assert ready2["s3_access_key"] == ready["s3_access_key"]
+        # the ports survive a restart: links printed by the first run still work
+        assert ready2["thumbor_url"] == ready["thumbor_url"]
+        assert ready2["s3_endpoint_url"] == ready["s3_endpoint_url"]
         url = sign("images/kept.jpg", base=ready2["thumbor_url"], key=key, width=20, height=20)
         assert httpx.get(url).status_code == 200  # the data dir persisted the object
+    finally:
+        stop(process)
+
+
+def test_dev_port_zero_picks_a_free_port_and_a_flag_beats_the_saved_one(tmp_path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    taken = free_port()
+    (data / "ports.json").write_text(json.dumps({"thumbor": taken, "s3": taken}))
+    port = free_port()
+    process, ready, _ = start_dev(tmp_path, "--no-samples", "--port", str(port), "--s3-port", "0")
+    try:
+        assert ready["thumbor_url"] == f"http://127.0.0.1:{port}"
+        assert ready["s3_endpoint_url"] != f"http://127.0.0.1:{taken}"
+        saved = json.loads((data / "ports.json").read_text())
+        assert saved == {"thumbor": port, "s3": int(ready["s3_endpoint_url"].rsplit(":", 1)[1])}
     finally:
         stop(process)
 

@@ -316,3 +316,92 @@ def test_a_job_that_raises_resolves_as_failed() -> None:
         await queue.close()
 
     asyncio.run(scenario())
+
+
+# --- SeaweedFS's filer webhook (the embedded stack), on payloads it really sent ---------------------
+
+SEAWEEDFS_EVENTS = Path(__file__).resolve().parent / "fixtures" / "seaweedfs-events"
+
+
+def seaweedfs_events(name: str) -> list[events.ObjectEvent]:
+    from thumbor_plugins.events import seaweedfs
+
+    return seaweedfs.parse_payload((SEAWEEDFS_EVENTS / f"{name}.json").read_bytes())
+
+
+@pytest.mark.parametrize(("name", "action", "key"), [
+    ("create", WARM, "a b/写真+1%.jpg"),  # filer paths are not escaped: taken as they are
+    ("overwrite", WARM, "a b/写真+1%.jpg"),
+    ("copy", WARM, "c.jpg"),
+    ("multipart-complete", WARM, "mp.jpg"),
+    ("delete", PURGE, "a b/写真+1%.jpg"),
+])
+def test_seaweedfs_object_events_map_to_warm_and_purge(name: str, action: str, key: str) -> None:
+    [event] = seaweedfs_events(name)
+    assert (event.bucket, event.key, event.action) == ("images", key, action)
+
+
+def test_seaweedfs_rename_purges_the_old_key_and_warms_the_new_one() -> None:
+    old, new = seaweedfs_events("rename")
+    assert (old.key, old.action) == ("old name.jpg", PURGE)
+    assert (new.key, new.action) == ("new name.jpg", WARM)
+
+
+@pytest.mark.parametrize("name", ["folder-implicit", "folder-marker", "multipart-part"])
+def test_seaweedfs_folders_and_multipart_parts_are_not_images(name: str) -> None:
+    assert seaweedfs_events(name) == []
+
+
+@pytest.mark.parametrize("path", ["/buckets/.system/owners/imgstack", "/buckets/images", "/buckets", "/etc/x.jpg"])
+def test_seaweedfs_filer_own_entries_are_ignored(path: str) -> None:
+    from thumbor_plugins.events import seaweedfs
+
+    body = json.dumps({"event_type": "create", "key": path,
+                       "message": {"new_entry": {"name": path.rsplit("/", 1)[-1]}}})
+    assert seaweedfs.parse_payload(body) == []
+
+
+@pytest.mark.parametrize("body", [b"", b"[]", b'{"event_type": "create"}', b'{"event_type": "create", "key": "/buckets/images/a.jpg", "message": {}}',
+                                  b'{"event_type": "rename", "key": "/buckets/images/a.jpg", "message": {"old_entry": {}}}',
+                                  b"[" * 100_000])
+def test_seaweedfs_malformed_payloads_are_refused(body: bytes) -> None:
+    from thumbor_plugins.events import seaweedfs
+
+    with pytest.raises(PayloadError):
+        seaweedfs.parse_payload(body)
+
+
+def test_a_warm_stops_when_a_newer_event_for_its_original_is_waiting() -> None:
+    """An overwrite or delete queued behind a warm must not wait for renders of an original that
+    is gone: the warm stops before its next render."""
+    from types import SimpleNamespace
+
+    from thumbor_plugins.events.runner import Runner
+
+    async def scenario() -> None:
+        waiting: set[sources.Source] = set()
+        gets: list[str] = []
+
+        class S3:
+            async def delete_prefix(self, bucket: str, prefix: str) -> int:
+                return 0
+
+            async def head(self, bucket: str, key: str) -> None:
+                return None
+
+        async def fetch(request) -> int:  # noqa: ANN001
+            gets.append(request.url)
+            waiting.add(sources.Source("images", "a.jpg"))  # a newer event arrives during the first render
+            return 200
+
+        context = SimpleNamespace(
+            config=config(IMGSTACK_PRESETS_FILE=None, IMGSTACK_DERIVED_BUCKET="d", AUTO_AVIF=True, AUTO_WEBP=True,
+                          IMGSTACK_MAX_LINK_LIFETIME=0, IMGSTACK_SIGNATURE_ALGORITHM="sha1", SECURITY_KEY=KEY),
+            server=SimpleNamespace(security_key=KEY, ip="127.0.0.1", port=1))
+        runner = Runner(context, s3=S3(), fetch=fetch, superseded=lambda source: source in waiting)
+        assert len(runner.requests_for(job(WARM, "a.jpg"))) > 1
+        outcome = await runner(job(WARM, "a.jpg"))
+        assert outcome.ok and outcome.counts["superseded"] == 1
+        assert len(gets) == 1
+
+    asyncio.run(scenario())

@@ -134,8 +134,8 @@ def test_one_json_access_line_per_request_without_the_signature(s3, thumbor, uid
 
     log_path = thumbor.process.log_path
     mine = wait_for_lines(log_path, lambda e: uid in e["path"], 3)
-    assert [(e["status"], e["cache_hit"], e["reason"]) for e in mine] == [
-        (200, False, None), (200, True, None), (403, None, "bad_signature")]
+    assert [(e["status"], e["cache_hit"], e["format"], e["reason"]) for e in mine] == [
+        (200, False, "jpeg", None), (200, True, "jpeg", None), (403, None, None, "bad_signature")]
     for entry in mine:
         assert entry["method"] == "GET" and entry["kind"] == "image"
         assert entry["path"].startswith("/<redacted>/50x50/") and entry["path"].endswith("/images/" + key)

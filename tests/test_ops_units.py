@@ -36,7 +36,8 @@ def test_access_line_has_the_documented_fields_and_no_signature() -> None:
     text = access_log.line(kind="image", method="GET", status=403, seconds=0.0123, reason="bad_signature",
                            cache_hit=None, bytes_sent=None, path=f"/{SIGNATURE}/10x10/images/a.jpg")
     entry = json.loads(text)
-    assert set(entry) == {"time", "method", "path", "kind", "status", "duration_ms", "cache_hit", "bytes", "reason"}
+    assert set(entry) == {"time", "method", "path", "kind", "status", "duration_ms", "cache_hit", "format", "bytes",
+                          "reason"}
     assert entry["status"] == 403 and entry["reason"] == "bad_signature" and entry["duration_ms"] == 12.3
     assert SIGNATURE not in text
 

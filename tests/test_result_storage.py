@@ -118,3 +118,67 @@ def test_second_purge_keeps_the_variants_of_an_original_uploaded_again(s3_server
     key = f"{uid}/back.jpg"
     left = purge_then_late_write(s3_server, s3, key, upload_again=True, monkeypatch=monkeypatch)
     assert left == [f"{BUCKET}/{key}/late.jpeg"]
+
+
+# --- IMGSTACK_REVALIDATE_ORIGINALS: S3 servers that send no events -----------------------------
+
+def _solid_jpeg(colour: tuple[int, int, int]) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 48), colour).save(buffer, "JPEG", quality=95)
+    return buffer.getvalue()
+
+
+def _red_of(body: bytes) -> int:
+    import io
+
+    from PIL import Image
+
+    return Image.open(io.BytesIO(body)).convert("RGB").getpixel((5, 5))[0]
+
+
+@pytest.fixture(scope="module")
+def revalidating(thumbor_factory):  # noqa: ANN001, ANN201
+    return thumbor_factory(IMGSTACK_REVALIDATE_ORIGINALS="true")
+
+
+def test_should_not_serve_a_stored_result_of_an_overwritten_original_when_revalidating(
+        s3, revalidating, uid) -> None:
+    import httpx
+
+    from .conftest import sign
+    from .test_serving import derived_objects
+
+    key = f"{uid}/swap.jpg"
+    s3.put_object(Bucket=BUCKET, Key=key, Body=_solid_jpeg((255, 0, 0)))
+    url = sign(f"{BUCKET}/{key}", base=revalidating.url, width=32, height=24)
+    assert _red_of(httpx.get(url).content) > 200
+    stored = derived_objects(s3, key, at_least=1)
+    head = s3.head_object(Bucket=DERIVED, Key=stored[0])
+    assert head["Metadata"]["source-etag"] == s3.head_object(Bucket=BUCKET, Key=key)["ETag"].strip('"')
+    assert _red_of(httpx.get(url).content) > 200  # a hit while the original is unchanged
+
+    s3.put_object(Bucket=BUCKET, Key=key, Body=_solid_jpeg((0, 0, 255)))  # no event, no purge
+    assert _red_of(httpx.get(url).content) < 50
+
+    s3.delete_object(Bucket=BUCKET, Key=key)
+    assert httpx.get(url).status_code == 404
+
+
+def test_without_revalidation_a_stored_result_is_served_until_purged(s3, thumbor, uid) -> None:
+    """The default relies on events to purge (what the setting is for, shown)."""
+    import httpx
+
+    from .conftest import sign
+    from .test_serving import derived_objects
+
+    key = f"{uid}/swap.jpg"
+    s3.put_object(Bucket=BUCKET, Key=key, Body=_solid_jpeg((255, 0, 0)))
+    url = sign(f"{BUCKET}/{key}", base=thumbor.url, width=32, height=24)
+    assert _red_of(httpx.get(url).content) > 200
+    derived_objects(s3, key, at_least=1)
+    s3.put_object(Bucket=BUCKET, Key=key, Body=_solid_jpeg((0, 0, 255)))
+    assert _red_of(httpx.get(url).content) > 200

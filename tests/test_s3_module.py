@@ -41,6 +41,40 @@ def test_get_returns_typed_object(s3, settings, uid) -> None:
     assert data.last_modified is not None
 
 
+@pytest.mark.parametrize("name", ["a b.jpg", "a+b.jpg", "100%.jpg", "写真/猫.jpg", "x~!*'();,=@$&.jpg", "a%2Fb.jpg"])
+def test_get_signs_keys_with_reserved_and_unicode_characters(s3, settings, uid, name) -> None:
+    # the signed GET percent-encodes the key itself: a key must reach S3 exactly as stored
+    s3.put_object(Bucket=BUCKET, Key=f"{uid}/{name}", Body=name.encode(), Metadata={"Source-Etag": "abc"})
+
+    async def go():
+        client = AsyncS3(settings)
+        try:
+            return await client.get(BUCKET, f"{uid}/{name}")
+        finally:
+            await client.close()
+
+    data = run(go())
+    assert data.body == name.encode()
+    assert data.metadata == {"source-etag": "abc"}
+
+
+def test_wrong_secret_is_access_denied_not_a_miss(settings, uid) -> None:
+    from dataclasses import replace
+
+    from thumbor_plugins.s3 import AccessDenied
+
+    async def go():
+        client = AsyncS3(replace(settings, secret_key="not-the-secret"))
+        try:
+            await client.get(BUCKET, f"{uid}/nothing")
+        finally:
+            await client.close()
+
+    with pytest.raises(AccessDenied) as error:
+        run(go())
+    assert error.value.code == "SignatureDoesNotMatch"
+
+
 def test_should_stop_at_byte_cap_without_reading_the_object(s3, settings, uid) -> None:
     s3.put_object(Bucket=BUCKET, Key=f"{uid}/big.bin", Body=b"x" * (3 * 1024 * 1024))
 

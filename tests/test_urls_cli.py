@@ -66,3 +66,12 @@ def test_usage_errors(args):
     result = run("a.jpg", "--key", KEY, *args)
     assert result.exit_code == 2, result.output
     assert "Traceback" not in result.output
+
+
+def test_warns_when_expires_at_is_already_past():
+    past = run("images/a.jpg", "--expires-at", "1767225600", "--key", KEY)
+    assert past.exit_code == 0
+    assert past.stdout.count("\n") == 1 and past.stdout.startswith("/")  # the link, alone on stdout
+    assert "in the past" in past.stderr and "410" in past.stderr
+    future = run("images/a.jpg", "--expires-at", str(int(time.time()) + 3600), "--key", KEY)
+    assert future.exit_code == 0 and future.stderr == ""

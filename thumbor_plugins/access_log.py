@@ -2,13 +2,15 @@
 
 Fields: ``time`` (UTC, ISO 8601), ``method``, ``path`` (signature redacted), ``kind``, ``status``,
 ``duration_ms``, ``cache_hit`` (true/false, null when no result-storage lookup happened),
+``format`` (the image format sent: jpeg, png, webp, avif, gif, ...; null for anything else),
 ``bytes`` (body bytes sent, null when unknown), ``reason`` (rejection reason word, or null).
 Never logged: the signature, query strings, headers (so no ``Authorization``, tokens or keys).
 
 Where the lines go: Thumbor configures the root logger from ``--log-level`` (``warning`` in the
 embedded stack and in most deployments), which would drop INFO lines. So, on first use, when
 nobody configured ``imgstack.access`` (no handler on it, e.g. from ``THUMBOR_LOG_CONFIG``), this
-module gives it its own stderr handler that writes the bare JSON line at INFO, and stops it from
+module gives it its own handler that writes the bare JSON line at INFO — to stderr, or appended to
+``IMGSTACK_ACCESS_LOG_FILE`` (``imgstack dev``: ``<data dir>/access.log``) — and stops it from
 propagating (otherwise a root handler would print it a second time, wrapped in Thumbor's format).
 An operator who wants the lines elsewhere configures the logger in ``THUMBOR_LOG_CONFIG``; that
 configuration is then left alone. ``IMGSTACK_ACCESS_LOG = False`` turns the log off.
@@ -16,7 +18,8 @@ configuration is then left alone. ``IMGSTACK_ACCESS_LOG = False`` turns the log 
 Tornado's own access log (``tornado.access``: 4xx at WARNING, 5xx at ERROR, so it is printed even
 at ``--log-level=warning``) writes the request URI, signature and query string included: a 502 on
 a valid link would put a working capability in the log. :func:`install_tornado_filter` redacts
-those lines the same way.
+those lines the same way; while this log is on, they are not written at all (this log has every
+request already, and they would be plain text in the middle of the JSON lines).
 """
 
 from __future__ import annotations
@@ -24,16 +27,26 @@ from __future__ import annotations
 import datetime
 import json
 import logging
+import logging.handlers
 import re
 import sys
 
-__all__ = ["LOGGER_NAME", "install_tornado_filter", "line", "log", "redact_path"]
+__all__ = ["LOGGER_NAME", "configure", "install_tornado_filter", "line", "log", "redact_path"]
 
 LOGGER_NAME = "imgstack.access"
 REDACTED = "<redacted>"
 
 _logger = logging.getLogger(LOGGER_NAME)
 _configured = False
+_file: str | None = None
+
+
+def configure(file: str | None) -> None:
+    """Where the lines go when nobody configured the logger: appended to ``file``, else stderr.
+    Tornado's own access lines are not written from then on (see the module docstring)."""
+    global _file
+    _file = file or None
+    logging.getLogger("tornado.access").setLevel(logging.CRITICAL + 1)
 
 
 def _ensure_handler() -> None:
@@ -43,7 +56,8 @@ def _ensure_handler() -> None:
     _configured = True
     if _logger.handlers:
         return  # configured by the operator (THUMBOR_LOG_CONFIG): theirs to route
-    handler = logging.StreamHandler(sys.stderr)
+    # WatchedFileHandler: reopens the file after logrotate moved it; each line is one append
+    handler = logging.handlers.WatchedFileHandler(_file) if _file else logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
     _logger.addHandler(handler)
     _logger.setLevel(logging.INFO)
@@ -113,6 +127,7 @@ def line(
     cache_hit: bool | None = None,
     bytes_sent: int | None = None,
     path: str = "",
+    image_format: str | None = None,
 ) -> str:
     """The JSON text of one access-log line."""
     now = datetime.datetime.now(datetime.timezone.utc)
@@ -125,6 +140,7 @@ def line(
             "status": int(status),
             "duration_ms": round(seconds * 1000.0, 2),
             "cache_hit": cache_hit,
+            "format": image_format,
             "bytes": bytes_sent,
             "reason": reason,
         },

@@ -23,12 +23,14 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import tornado.web
 from thumbor.app import ThumborServiceApp
 from thumbor.context import RequestParameters
+from thumbor.engines import BaseEngine
 from thumbor.handlers.imaging import ImagingHandler
 
 from . import config as _config  # noqa: F401 - defines our settings before Thumbor reads them
-from . import derived, observe, presets, singleflight, sources
+from . import derived, observe, presets, result_storage, singleflight, sources
 from .urls import NotAPreset, Params, Signer, UrlError, cache_max_age, generate, verify_request
 
 logger = logging.getLogger("imgstack")
@@ -133,6 +135,13 @@ def _asked_max_age(params: Params) -> int | None:
     return min(asked) if asked else None
 
 
+def _image_format(content_type: str | None) -> str | None:
+    """``image/webp`` -> ``webp``; None for anything but an image."""
+    if not content_type or not content_type.startswith("image/"):
+        return None
+    return content_type[len("image/"):].split(";", 1)[0].strip() or None
+
+
 class App(ThumborServiceApp):
     def __init__(self, context: Any) -> None:
         validate(context)
@@ -161,15 +170,36 @@ class App(ThumborServiceApp):
 class ImageHandler(ImagingHandler):
     imgstack: RequestInfo | None = None
     rejection: str | None = None
+    #: True: served from the result storage; False: looked up, rendered; None: not looked up
+    cache_hit: bool | None = None
     #: verified image requests this process is working on (overload protection)
     in_flight = 0
     _counted = False
     _request_parameters: RequestParameters | None = None
 
     def initialize(self, context: Any, signer: Signer, known_filters: dict) -> None:  # noqa: D401 - tornado hook
-        super().initialize(context)
+        # No per-request Context yet (Thumbor's initialize makes one, with its filters factory and
+        # its storages, for every request: 15% of a hit's CPU). A render makes it: _render_context.
+        # Until then Thumbor's prepare/on_finish see no ``context`` and skip their render metrics.
+        self.server_context = context
+        self.config = context.config
         self.signer = signer
         self.known_filters = known_filters
+
+    def _render_context(self, request: RequestParameters) -> None:
+        """Thumbor's per-request Context and start time, as its initialize/prepare hooks make them."""
+        super().initialize(self.server_context)
+        super().prepare()
+        self.context.request = self._request_parameters = request
+
+    def log_exception(self, *exc_info: Any) -> None:
+        if not hasattr(self, "context"):  # Thumbor's reads its Context: none before a render
+            tornado.web.RequestHandler.log_exception(self, *exc_info)
+            return
+        super().log_exception(*exc_info)
+
+    def compute_etag(self) -> str | None:
+        return super(ImagingHandler, self).compute_etag() if self.config.ENABLE_ETAGS else None
 
     def reject(self, status: int, reason: str, message: str) -> None:
         """Refuse the request; ``reason`` is a short word for logs and metrics. ``message`` must
@@ -179,7 +209,7 @@ class ImageHandler(ImagingHandler):
         self._error(status, f"{reason}: {message}")
 
     def _verify(self) -> Params:
-        config = self.context.config
+        config = self.config
         params = verify_request(
             self.request.path,
             signer=self.signer,
@@ -194,7 +224,7 @@ class ImageHandler(ImagingHandler):
         return params
 
     async def check_image(self, kwargs: dict) -> None:  # noqa: ARG002 - we parse the raw path
-        config = self.context.config
+        config = self.config
         try:
             params = self._verify()
             source = sources.from_config(params.image, config)
@@ -220,7 +250,7 @@ class ImageHandler(ImagingHandler):
             self._release()
 
     async def _serve(self, params: Params, source: sources.Source) -> None:
-        config = self.context.config
+        config = self.config
         # JSONP: the result-storage key does not name a callback, so an unsigned ?callback= would
         # be stored and served to everyone else asking for the same meta/ URL. Only the operator's
         # META_CALLBACK_NAME may wrap metadata.
@@ -228,48 +258,73 @@ class ImageHandler(ImagingHandler):
         self.request.query_arguments.pop("callback", None)
 
         fmt = derived.negotiate_for(config, params.format, self.request.headers)
-        canonical = params.without_expires()
+        canonical = generate(params.without_expires())
         self.imgstack = RequestInfo(
             params=params,
             source=source,
             format=fmt,
-            derived_key=derived.derived_key(source, generate(canonical), fmt),
+            derived_key=derived.derived_key(source, canonical, fmt),
             expires_at=params.expires_at,
         )
 
+        looks_up = self._uses_result_storage()
+        if looks_up and await self._serve_stored():
+            return
         request = RequestParameters(request=self.request, **thumbor_arguments(params))
-        request.url = generate(canonical)
+        request.url = canonical
         request.unsafe = self.request.path.startswith("/unsafe/")
         request.imgstack = self.imgstack
+        # the lookups are ours (before the render lock and after waiting for it): Thumbor's
+        # pipeline must not read the result storage a second time
+        request.imgstack_looked_up = looks_up
         self._apply_size_cap(request)
-        self.context.request = self._request_parameters = request
+        self._render_context(request)
         # identical concurrent misses render once; the others then find the stored result
-        async with singleflight.shared().hold(self.imgstack.derived_key):
+        async with singleflight.shared().hold(self.imgstack.derived_key) as leader:
+            if looks_up and not leader and await self._serve_stored():
+                return
+            self.cache_hit = False if looks_up else None
             await self.execute_image_operations()
 
-    async def finish_request(self, result_from_storage: Any = None) -> None:
-        """A hit: answer 304 when ``If-Modified-Since`` allows, otherwise the stored bytes.
+    def _uses_result_storage(self) -> bool:
+        config = self.config
+        unsafe = self.request.path.startswith("/unsafe/")
+        return bool(config.RESULT_STORAGE) and (bool(config.RESULT_STORAGE_STORES_UNSAFE) or not unsafe)
 
-        Replaces Thumbor's hit path, which raises on dates not in its one format (a 500) and, after
-        a 304, goes on writing the body into the finished response."""
-        if result_from_storage is None:
-            await super().finish_request()
-            return
-        if self._not_modified(getattr(result_from_storage, "last_modified", None)):
-            if self.context.config.ENABLE_ETAGS:
+    async def _serve_stored(self) -> bool:
+        """Answer from the result storage, without Thumbor's pipeline; False on a miss.
+
+        A 304 when ``If-Modified-Since`` allows (Thumbor's own hit path raised on dates not in
+        its one format, a 500, and wrote a body after a 304)."""
+        info = self.imgstack
+        stored = await result_storage.lookup(self.config, info.derived_key, info.source)
+        self.cache_hit = stored is not None
+        if stored is None:
+            return False
+        config = self.config
+        if self._not_modified(stored.last_modified):
+            if config.ENABLE_ETAGS:
                 # the ETag the 200 would carry (Tornado's: SHA-1 of the body), as RFC 9110 asks
-                body = getattr(result_from_storage, "buffer", result_from_storage)
-                self.set_header("Etag", f'"{hashlib.sha1(body).hexdigest()}"')  # noqa: S324 - not security
+                self.set_header("Etag", f'"{hashlib.sha1(stored.body).hexdigest()}"')  # noqa: S324 - not security
             self.set_status(304)
             self.finish()
-            return
-        _, content_type = self.define_image_type(self.context, result_from_storage)
-        await self._write_results_to_client(result_from_storage, content_type)
+            return True
+        if info.params.meta:
+            # stored metadata: Thumbor sniffs stored bytes for an image type and calls JSON a JPEG
+            content_type = "text/javascript" if config.META_CALLBACK_NAME else "application/json"
+        else:
+            content_type = stored.content_type or BaseEngine.get_mimetype(stored.body) or "application/octet-stream"
+        self.set_header("Content-Type", content_type)
+        if config.ACCESS_CONTROL_ALLOW_ORIGIN_HEADER is not False:
+            self.set_header("Access-Control-Allow-Origin", config.ACCESS_CONTROL_ALLOW_ORIGIN_HEADER)
+        self._response_length = len(stored.body)
+        self.finish(stored.body)
+        return True
 
     def _not_modified(self, last_modified: datetime.datetime | None) -> bool:
         """Sets ``Last-Modified``; True when the client's copy is current. ``If-None-Match``, when
         sent, is the validator that counts (RFC 9110 13.2.2): Tornado checks it against the ETag."""
-        if not self.context.config.SEND_IF_MODIFIED_LAST_MODIFIED_HEADERS or last_modified is None:
+        if not self.config.SEND_IF_MODIFIED_LAST_MODIFIED_HEADERS or last_modified is None:
             return False
         if last_modified.tzinfo is None:
             last_modified = last_modified.replace(tzinfo=datetime.timezone.utc)
@@ -289,7 +344,7 @@ class ImageHandler(ImagingHandler):
     def _apply_size_cap(self, request: RequestParameters) -> None:
         """No size asked: fit the original into MAX_WIDTH x MAX_HEIGHT (never upscaled).
         A larger size asked: Thumbor clamps it to the cap in execute_image_operations."""
-        config = self.context.config
+        config = self.config
         if request.meta or request.width == "orig" or request.height == "orig":
             return
         if not request.width and not request.height and config.MAX_WIDTH and config.MAX_HEIGHT:
@@ -299,10 +354,6 @@ class ImageHandler(ImagingHandler):
 
     def define_image_type(self, context: Any, result: Any) -> tuple[str, str]:
         info = self.imgstack
-        if result is not None and context.request.meta:
-            # stored metadata: Thumbor sniffs stored bytes for an image type and calls JSON a JPEG
-            callback = context.config.META_CALLBACK_NAME
-            return ".js" if callback else ".json", "text/javascript" if callback else "application/json"
         if result is not None or info is None or context.request.meta or context.request.format:
             return super().define_image_type(context, result)
         engine = context.request.engine
@@ -317,7 +368,7 @@ class ImageHandler(ImagingHandler):
         return extension, CONTENT_TYPE.get(extension, CONTENT_TYPE[".jpg"])
 
     async def _write_results_to_client(self, results: Any, content_type: str) -> None:
-        loaded_at = getattr(self.context.request, "imgstack_loaded_at", None)
+        loaded_at = getattr(self._request_parameters, "imgstack_loaded_at", None)
         if loaded_at is not None:
             observe.rendered(time.perf_counter() - loaded_at)
         await super()._write_results_to_client(results, content_type)
@@ -341,21 +392,24 @@ class ImageHandler(ImagingHandler):
             status=status,
             seconds=self.request.request_time(),
             reason=reason,
-            cache_hit=getattr(request, "imgstack_cache_hit", None),
+            cache_hit=self.cache_hit,
             bytes_sent=getattr(self, "_response_length", None),
             path=self.request.path,
+            image_format=_image_format(self._headers.get("Content-Type")),
         )
-        super().on_finish()
+        if request is not None:
+            # Thumbor's own metrics are about renders; a hit or a rejection made none
+            super().on_finish()
 
     def _cache_control(self) -> str:
         """Expiring link: private, never cacheable past expiry. Stand-in (fallback image):
         MAX_AGE_TEMP_IMAGE. Permanent versioned link: a year, immutable. Otherwise MAX_AGE. A
         signed ``max_age(n)`` lowers any of these to n, never raises them (read from the URL, so
         a result-storage hit, which runs no filter, is answered the same)."""
-        config = self.context.config
+        config = self.config
         info = self.imgstack
-        request = self.context.request
-        temporary = request.prevent_result_storage or request.detection_error
+        request = self._request_parameters  # None on a hit
+        temporary = request is not None and (request.prevent_result_storage or request.detection_error)
         max_age = int((config.MAX_AGE_TEMP_IMAGE if temporary else config.MAX_AGE) or 0)
         asked = _asked_max_age(info.params)
         if asked is not None:
@@ -371,7 +425,7 @@ class ImageHandler(ImagingHandler):
         if self.imgstack is not None and self.rejection is None and self._status_code in (200, 304):
             self.set_header("Cache-Control", self._cache_control())
             self.clear_header("Expires")
-            config = self.context.config
+            config = self.config
             if self.imgstack.params.format is None and (config.AUTO_AVIF or config.AUTO_WEBP):
                 self.set_header("Vary", "Accept")
             else:

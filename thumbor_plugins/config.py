@@ -64,6 +64,12 @@ Config.define(
 Config.define(
     "IMGSTACK_DERIVED_BUCKET", "images-derived",
     "Bucket of rendered results (private, written only by Thumbor).", "Result storage")
+Config.define(
+    "IMGSTACK_REVALIDATE_ORIGINALS", False,
+    "Before serving a stored result, check with one HEAD that its original still exists with the "
+    "ETag it was rendered from (kept in the result's metadata); a deleted or overwritten original "
+    "is then never served stale. For S3 servers that send no events; costs one S3 HEAD per hit.",
+    "Result storage")
 
 # --- Private links ----------------------------------------------------------------------------
 Config.define(
@@ -142,6 +148,10 @@ Config.define(
     "Bearer token required by /metrics. None: /metrics is open.", "Operations")
 Config.define("IMGSTACK_ACCESS_LOG", True, "One JSON line per request on the imgstack.access logger.",
               "Operations")
+Config.define(
+    "IMGSTACK_ACCESS_LOG_FILE", None,
+    "File the JSON access lines are appended to (imgstack dev: <data dir>/access.log). None: stderr.",
+    "Operations")
 
 #: seed (tc_aws) name -> our name
 SEED_ALIASES: Mapping[str, str] = {

@@ -35,7 +35,7 @@ class StartError(RuntimeError):
     """A child process did not come up; the message carries the tail of its log."""
 
 
-def _port_free(port: int, host: str = "127.0.0.1") -> bool:
+def port_free(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -53,7 +53,7 @@ def free_port(*, with_grpc: bool = False, host: str = "127.0.0.1") -> int:
         ports = [port, port + GRPC_OFFSET] if with_grpc else [port]
         if any(p in _reserved for p in ports):
             continue
-        if all(_port_free(p, host) for p in ports):
+        if all(port_free(p, host) for p in ports):
             _reserved.update(ports)
             return port
     raise StartError("no free port found")
@@ -109,7 +109,8 @@ class Process:
             self._log = None
 
 
-def spawn(name: str, argv: list[str], log_path: Path, env: dict[str, str] | None = None) -> Process:
+def spawn(name: str, argv: list[str], log_path: Path, env: dict[str, str] | None = None,
+          cwd: Path | None = None) -> Process:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log = open(log_path, "ab")  # noqa: SIM115 - owned by the Process
     popen = subprocess.Popen(
@@ -118,6 +119,7 @@ def spawn(name: str, argv: list[str], log_path: Path, env: dict[str, str] | None
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
         env=env,
+        cwd=cwd,
         start_new_session=True,  # its own process group: stop() reaps children too
     )
     return Process(name=name, popen=popen, log_path=log_path, _log=log)
@@ -159,6 +161,34 @@ class S3Server:
         self.process.stop()
 
 
+@dataclass(frozen=True)
+class Webhook:
+    """Where the filer sends its events: ``endpoint`` (e.g. Thumbor's ``/events/seaweedfs``), with
+    ``Authorization: Bearer <token>``, for objects in ``buckets``."""
+
+    endpoint: str
+    token: str
+    buckets: tuple[str, ...]
+
+    def toml(self) -> str:
+        """``notification.toml`` (``weed scaffold -config=notification``). The timeout is longer
+        than the endpoint's own acknowledgement timeout (25 s), so a slow warm is answered, not
+        cut off and sent again; failed deliveries are retried with backoff."""
+        prefixes = ", ".join(json.dumps(f"/buckets/{bucket}/") for bucket in self.buckets)
+        return (
+            "[notification.webhook]\n"
+            "enabled = true\n"
+            f"endpoint = {json.dumps(self.endpoint)}\n"
+            f"bearer_token = {json.dumps(self.token)}\n"
+            "timeout_seconds = 30\n"
+            "max_retries = 5\n"
+            "backoff_seconds = 2\n"
+            "max_backoff_seconds = 30\n"
+            'event_types = ["create", "update", "delete", "rename"]\n'
+            f"path_prefixes = [{prefixes}]\n"
+        )
+
+
 def start_s3(
     data_dir: Path,
     *,
@@ -166,11 +196,20 @@ def start_s3(
     s3_port: int | None = None,
     access_key: str | None = None,
     secret_key: str | None = None,
+    webhook: Webhook | None = None,
     timeout: float = 60.0,
 ) -> S3Server:
     """Start ``weed server`` with the S3 gateway on ``host``. Credentials are kept in
-    ``data_dir/s3.json`` so a persistent data dir keeps its keys across runs."""
+    ``data_dir/s3.json`` so a persistent data dir keeps its keys across runs. With ``webhook``,
+    every put, overwrite, delete and rename in its buckets is POSTed there (SeaweedFS reads
+    ``notification.toml`` from its working directory: ``data_dir``)."""
     data_dir.mkdir(parents=True, exist_ok=True)
+    notification = data_dir / "notification.toml"
+    if webhook is not None:
+        notification.write_text(webhook.toml())
+        notification.chmod(0o600)
+    else:
+        notification.unlink(missing_ok=True)
     identities = data_dir / "s3.json"
     if identities.exists() and access_key is None:
         creds = json.loads(identities.read_text())["identities"][0]["credentials"][0]
@@ -211,7 +250,7 @@ def start_s3(
         "-volume.max=0",
     ]
     (data_dir / "weed").mkdir(exist_ok=True)
-    process = spawn("s3", argv, data_dir / "weed.log")
+    process = spawn("s3", argv, data_dir / "weed.log", cwd=data_dir)
     endpoint = f"http://{host}:{s3_port}"
     try:
         # unauthenticated GET / answers 403 once the gateway is up
@@ -249,9 +288,10 @@ def ensure_buckets(endpoint_url: str, access_key: str, secret_key: str, buckets:
     probe = f".imgstack-probe-{secrets.token_hex(4)}"
     while buckets:
         try:
-            client.put_object(Bucket=buckets[0], Key=probe, Body=b"probe")
-            client.get_object(Bucket=buckets[0], Key=probe)["Body"].read()
-            client.delete_object(Bucket=buckets[0], Key=probe)
+            # in the last bucket: the derived one for imgstack dev, whose events nobody watches
+            client.put_object(Bucket=buckets[-1], Key=probe, Body=b"probe")
+            client.get_object(Bucket=buckets[-1], Key=probe)["Body"].read()
+            client.delete_object(Bucket=buckets[-1], Key=probe)
             return
         except Exception as error:  # noqa: BLE001 - sorted by the S3 module
             retry_or_raise(error)

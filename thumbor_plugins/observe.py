@@ -32,6 +32,8 @@ def configure(config: Any) -> None:
     global _access_log_enabled
     _access_log_enabled = bool(getattr(config, "IMGSTACK_ACCESS_LOG", True))
     access_log.install_tornado_filter()
+    if _access_log_enabled:
+        access_log.configure(getattr(config, "IMGSTACK_ACCESS_LOG_FILE", None))
 
 
 def _never_raises(function: _F) -> _F:
@@ -62,8 +64,9 @@ def request_finished(
     cache_hit: bool | None = None,
     bytes_sent: int | None = None,
     path: str = "",
+    image_format: str | None = None,
 ) -> None:
-    """``kind``: image | event | health | metrics | other. ``reason``: the rejection reason word
+    """``kind``: image | event | health | metrics | other. ``image_format``: the image format sent. ``reason``: the rejection reason word
     (bad_signature, expired, too_large, too_many_pixels, overload, ...) or None. ``path`` is the
     request path; implementations must not log a full signature."""
     if kind not in metrics.KINDS:
@@ -74,7 +77,7 @@ def request_finished(
         metrics.REJECTED.labels(reason).inc()
     if _access_log_enabled:
         access_log.log(kind=kind, method=method, status=status, seconds=seconds, reason=reason,
-                       cache_hit=cache_hit, bytes_sent=bytes_sent, path=path)
+                       cache_hit=cache_hit, bytes_sent=bytes_sent, path=path, image_format=image_format)
 
 
 @_never_raises

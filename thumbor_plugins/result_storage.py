@@ -8,21 +8,75 @@ the response still succeeds.
 
 A render is stored only if its original is still there, unchanged (one HEAD per stored render,
 none per hit): an original deleted or overwritten while it was being rendered must not live on in
-a result stored after the purge that its event triggered.
+a result stored after the purge that its event triggered. The original's ETag is kept in the
+result's metadata (``source-etag``): with ``IMGSTACK_REVALIDATE_ORIGINALS`` a hit is served only
+while the original still has it (one HEAD per hit), for S3 servers that send no events.
+
+Our image handler looks results up itself with :func:`lookup` (before the render lock, and again
+after waiting for another request's render) and serves hits without Thumbor's pipeline; it then
+marks the request (``imgstack_looked_up``) so that :meth:`Storage.get` does not read again.
 """
 
 from __future__ import annotations
 
 import datetime
 import logging
+from typing import Any
 
 from thumbor.result_storages import BaseStorage, ResultStorageResult
 
 from . import observe
 from .s3 import NotFound, S3Error
-from .s3.aio import for_config
+from .s3.aio import AsyncS3, for_config
+from .s3.types import ObjectData
+from .sources import Source
 
 logger = logging.getLogger("imgstack.result_storage")
+
+
+#: metadata name of the original's ETag a result was rendered from
+SOURCE_ETAG = "source-etag"
+
+
+async def lookup(config: Any, key: str, source: Source | None = None) -> ObjectData | None:
+    """The stored result under ``key``, or None (a miss): absent, older than
+    ``RESULT_STORAGE_EXPIRATION_SECONDS``, unreadable (a broken result storage must not break
+    rendering), or, with ``IMGSTACK_REVALIDATE_ORIGINALS``, rendered from an original that has
+    since changed or gone. Counts the lookup in the metrics."""
+    s3 = for_config(config)
+    data: ObjectData | None
+    try:
+        data = await s3.get(config.IMGSTACK_DERIVED_BUCKET, key)
+    except NotFound:
+        data = None
+    except S3Error as error:
+        logger.warning("result storage read %s failed: %s", key, error)
+        data = None
+    if data is not None and _expired(config, data.last_modified):
+        data = None
+    if data is not None and source is not None and config.IMGSTACK_REVALIDATE_ORIGINALS:
+        data = data if await _still_from(s3, source, data.metadata.get(SOURCE_ETAG)) else None
+    observe.result_storage(hit=data is not None)
+    return data
+
+
+def _expired(config: Any, last_modified: datetime.datetime | None) -> bool:
+    ttl = int(config.RESULT_STORAGE_EXPIRATION_SECONDS or 0)
+    if ttl <= 0 or last_modified is None:
+        return False
+    age = datetime.datetime.now(datetime.timezone.utc) - last_modified
+    return age.total_seconds() > ttl
+
+
+async def _still_from(s3: AsyncS3, source: Source, etag: str | None) -> bool:
+    """True while ``source`` exists with ``etag``; a result without one (stored before the ETag
+    was kept) or an unreachable S3 counts as stale: render again rather than risk it."""
+    if not etag:
+        return False
+    try:
+        return (await s3.head(source.bucket, source.key)).etag == etag
+    except S3Error:
+        return False
 
 
 class Storage(BaseStorage):
@@ -37,22 +91,11 @@ class Storage(BaseStorage):
         info = getattr(self.context.request, "imgstack", None)
         return info.derived_key if info is not None else None
 
-    def _expired(self, last_modified: datetime.datetime | None) -> bool:
-        ttl = int(self.context.config.RESULT_STORAGE_EXPIRATION_SECONDS or 0)
-        if ttl <= 0 or last_modified is None:
-            return False
-        age = datetime.datetime.now(datetime.timezone.utc) - last_modified
-        return age.total_seconds() > ttl
-
     async def get(self) -> ResultStorageResult | None:
         key = self.key
-        if key is None:
+        if key is None or getattr(self.context.request, "imgstack_looked_up", False):
             return None
-        data = await self._read(key)
-        if data is not None and self._expired(data.last_modified):
-            data = None
-        observe.result_storage(hit=data is not None)
-        self.context.request.imgstack_cache_hit = data is not None
+        data = await lookup(self.context.config, key, self.context.request.imgstack.source)
         if data is None:
             return None
         self._last_modified = data.last_modified
@@ -66,16 +109,6 @@ class Storage(BaseStorage):
             successful=True,
         )
 
-    async def _read(self, key: str):  # noqa: ANN202
-        try:
-            return await self.s3.get(self.bucket, key)
-        except NotFound:
-            return None
-        except S3Error as error:
-            # a broken result storage must not break rendering: treat as a miss
-            logger.warning("result storage read %s failed: %s", key, error)
-            return None
-
     async def put(self, image_bytes: bytes) -> str | None:
         key = self.key
         if key is None:
@@ -84,13 +117,17 @@ class Storage(BaseStorage):
 
         if not await self._source_unchanged():
             return None
+        etag = getattr(self.context.request, "imgstack_source_etag", None)
         try:
-            await self.s3.put(self.bucket, key, image_bytes, content_type=BaseEngine.get_mimetype(image_bytes))
+            await self.s3.put(
+                self.bucket, key, image_bytes,
+                content_type=BaseEngine.get_mimetype(image_bytes),
+                metadata={SOURCE_ETAG: etag} if etag else None,
+            )
         except S3Error as error:
             logger.error("result storage write %s failed: %s", key, error)
             return None
         return key
-
     async def _source_unchanged(self) -> bool:
         request = self.context.request
         etag = getattr(request, "imgstack_source_etag", None)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime
 import re
+import time
 
 import click
 
@@ -62,6 +64,10 @@ def command(image: str, size: tuple[int | None, int | None], fit_in: bool, smart
                         version=version, algorithm=algorithm, **options)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
+    if expires_at is not None and expires_at <= time.time():
+        # still printed (a test may want an expired link), but nobody should ship it by mistake
+        when = datetime.datetime.fromtimestamp(expires_at, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+        click.echo(f"warning: --expires-at {expires_at} ({when}) is in the past: this link answers 410", err=True)
     click.echo(url)
 
 

@@ -1,6 +1,7 @@
-"""Variants made at upload time, removed at delete time: MinIO bucket notifications → jobs.
+"""Variants made at upload time, removed at delete time: S3 object events → jobs.
 
 - :mod:`.payload`: MinIO's notification JSON → :class:`ObjectEvent` records (pure).
+- :mod:`.seaweedfs`: SeaweedFS's filer webhook JSON (the embedded stack) → the same records (pure).
 - :mod:`.jobs`: the job model, :class:`Job` (warm or purge one original), and which records
   become jobs (pure apart from reading the Thumbor config).
 - :mod:`.warm`: :func:`warm_requests`, the ONE list of (url, accept) a warm renders — used by

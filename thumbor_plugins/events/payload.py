@@ -58,15 +58,20 @@ def _field(record: dict, *path: str) -> str:
     return value
 
 
-def parse_payload(body: bytes | str) -> list[ObjectEvent]:
-    """Every record of a notification, in order. Raises :class:`PayloadError` for anything that is
-    not JSON of that shape (so a broken sender is told, rather than silently ignored)."""
+def load_json(body: bytes | str) -> object:
+    """The JSON document of an event body; :class:`PayloadError` when it is not JSON."""
     try:
-        document = json.loads(body)
+        return json.loads(body)
     except (ValueError, UnicodeDecodeError) as error:
         raise PayloadError(f"not JSON: {error}") from None
     except RecursionError:
         raise PayloadError("not JSON: nested too deeply") from None
+
+
+def parse_payload(body: bytes | str) -> list[ObjectEvent]:
+    """Every record of a notification, in order. Raises :class:`PayloadError` for anything that is
+    not JSON of that shape (so a broken sender is told, rather than silently ignored)."""
+    document = load_json(body)
     if not isinstance(document, dict) or not isinstance(document.get("Records"), list):
         raise PayloadError("expected an object with a Records list")
     events = []

@@ -78,6 +78,10 @@ class JobQueue:
     def running(self) -> int:
         return len(self._running)
 
+    def has_pending(self, source: object) -> bool:
+        """True when a job for ``source`` is waiting to start."""
+        return any(entry.job.source == source for entry in self._pending)
+
     def submit(self, jobs: Sequence[Job]) -> list[asyncio.Future]:
         """Queue ``jobs`` (one future per job, in order; coalesced jobs share a future).
         Must be called from the event loop the workers run on. Raises :class:`QueueFull`."""

@@ -8,6 +8,10 @@
   names keys by itself. Thumbor stores a result *after* answering, so each 200 is followed by a
   bounded wait for the stored object, so that a job is done only when its variants are stored.
 
+A warm stops early when a newer job for the same original is waiting (an overwrite or a delete
+arrived meanwhile): its renders would be of an original that is no longer there, and the newer
+job, which runs only after this one, purges and renders again anyway.
+
 Failures: an S3 error, a 5xx or a connection error → ``ok=False`` (the event is answered 503 and
 MinIO retries; both actions are idempotent), and so is a 401/403/410 (our own link refused: a
 configuration error to fix, not an event to drop). Any other 4xx render (the original was deleted meanwhile, is
@@ -19,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from .. import presets as _presets
@@ -61,8 +66,10 @@ def signing_key(context: Any) -> str:
 class Runner:
     """``await runner(job) -> Outcome``; one per Thumbor process."""
 
-    def __init__(self, context: Any, *, s3: AsyncS3 | None = None, fetch: Any = None) -> None:
+    def __init__(self, context: Any, *, s3: AsyncS3 | None = None, fetch: Any = None,
+                 superseded: Callable[[Source], bool] = lambda source: False) -> None:
         config = context.config
+        self.superseded = superseded
         self.context = context
         self.s3 = s3 or for_config(config)
         self.derived_bucket = config.IMGSTACK_DERIVED_BUCKET
@@ -129,11 +136,15 @@ class Runner:
         wait_for_store = True
         # one at a time: renders are CPU-bound in this process; workers give the parallelism
         for index in range(len(self.requests_for(job))):
+            if self.superseded(job.source):
+                logger.info("warm of %s stopped: a newer event for it is waiting", job.source.prefix)
+                counts["superseded"] = 1
+                break
             # signed just before use: a slow job must not outlive its (expiring) links
             request = self.requests_for(job)[index]
             status = await self._get(request)
             if status == 200:
-                if wait_for_store and not await self._stored(request.derived_key):
+                if wait_for_store and not await self._stored(request.derived_key, job.source):
                     # e.g. a fallback image or a detection error: Thumbor serves but does not store
                     logger.warning("warm of %s answered 200 but %s was not stored", request.preset, request.derived_key)
                     wait_for_store = False
@@ -170,7 +181,7 @@ class Runner:
             return 599
         return response.code
 
-    async def _stored(self, key: str) -> bool:
+    async def _stored(self, key: str, source: Source) -> bool:
         deadline = time.monotonic() + STORE_WAIT
         delay = 0.02
         while True:
@@ -182,7 +193,7 @@ class Runner:
             except S3Error as error:
                 logger.warning("cannot check %s: %s", key, error)
                 return False
-            if time.monotonic() >= deadline:
+            if time.monotonic() >= deadline or self.superseded(source):
                 return False
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.25)

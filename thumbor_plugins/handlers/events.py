@@ -1,4 +1,6 @@
-"""``POST /events/minio``: MinIO bucket notifications (webhook target) → warm / purge jobs.
+"""``POST /events/minio`` (MinIO's bucket-notification webhook) and ``POST /events/seaweedfs``
+(SeaweedFS's filer webhook, the embedded stack) → the same warm / purge jobs: one route and one
+payload parser per source, one pipeline behind them.
 
 Off unless ``IMGSTACK_EVENTS_TOKEN`` is set (no route at all). Answers:
 
@@ -6,29 +8,37 @@ Off unless ``IMGSTACK_EVENTS_TOKEN`` is set (no route at all). Answers:
   from the headers before a byte of the body is read;
 - 413: a body over ``IMGSTACK_EVENTS_MAX_BODY_BYTES``, refused from its ``Content-Length``; a
   chunked one is cut off by tornado as soon as it grows past the limit (400); never buffered whole;
-- 400: not a MinIO notification payload;
+- 400: not a payload of the route's source;
 - 200: the event's jobs are done — or there was nothing to do (other event types, buckets outside
   ``IMGSTACK_ALLOWED_BUCKETS``, keys the loader refuses: logged and ignored);
 - 503: the queue is full (``IMGSTACK_EVENTS_QUEUE_SIZE``), a job failed, or the jobs did not
   finish within :data:`ACK_TIMEOUT` seconds.
 
-Acknowledge-when-done: an event is answered 2xx only after its jobs completed. MinIO (with a
+Acknowledge-when-done (MinIO): an event is answered 2xx only after its jobs completed. MinIO (with a
 queue dir) keeps every event it could not deliver and replays it, so a Thumbor restart, a full
 queue or a failed S3 call loses nothing: the event comes back. Jobs are idempotent (purge, then
 render), so a replay of work already done only costs time. A job still running at the timeout
 keeps running; the replay joins it if it is still pending, or redoes it.
+
+Acknowledge-when-purged (SeaweedFS): its filer sends the events of one file one at a time, each
+after the previous one was answered, and retries a few times only. Waiting for an upload's
+renders would hold back the next overwrite or delete of that file (stale pictures served
+meanwhile), so an upload becomes a purge job and a warm job, and the event is answered once the
+purge is done; the renders go on in the queue (a failed one is rendered on the first request).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any
 
 from tornado.web import stream_request_body
 
 from .. import observe
-from ..events import JobQueue, PayloadError, QueueFull, jobs_for, parse_payload
+from ..events import PURGE, WARM, JobQueue, ObjectEvent, PayloadError, QueueFull, jobs_for, parse_payload, seaweedfs
 from ..events.runner import Runner
 from .base import ObservedHandler, bearer_matches
 
@@ -36,15 +46,32 @@ logger = logging.getLogger("imgstack.events")
 
 #: seconds an event waits for its jobs before answering 503 (MinIO retries)
 ACK_TIMEOUT = 25.0
-PATH = r"/events/minio"
+
+
+@dataclass(frozen=True)
+class EventSource:
+    """One sender: its payload parser, and whether its events are answered once the purge is
+    done (True) or once every job is (False)."""
+
+    parse: Callable[[bytes], list[ObjectEvent]]
+    ack_when_purged: bool
+
+
+#: route -> its sender
+SOURCES: dict[str, EventSource] = {
+    "/events/minio": EventSource(parse_payload, ack_when_purged=False),
+    "/events/seaweedfs": EventSource(seaweedfs.parse_payload, ack_when_purged=True),
+}
 
 
 @stream_request_body
 class EventsHandler(ObservedHandler):
     kind = "event"
 
-    def initialize(self, context: Any, queue: JobQueue, token: str) -> None:  # noqa: D401 - tornado hook
+    def initialize(self, context: Any, queue: JobQueue, token: str,  # noqa: D401 - tornado hook
+                   source: EventSource) -> None:
         super().initialize(context)
+        self.source = source
         self.queue = queue
         self.token = token
         self.limit = int(context.config.IMGSTACK_EVENTS_MAX_BODY_BYTES)
@@ -87,7 +114,7 @@ class EventsHandler(ObservedHandler):
         if self._finished:  # refused in prepare or while the body arrived
             return
         try:
-            events = parse_payload(b"".join(self._chunks))
+            events = self.source.parse(b"".join(self._chunks))
         except PayloadError as error:
             self._answer(400, "bad_payload", detail=str(error))
             return
@@ -95,12 +122,17 @@ class EventsHandler(ObservedHandler):
         if not jobs:
             self._answer(200, jobs=0)
             return
+        if self.source.ack_when_purged:
+            jobs = [part for job in jobs
+                    for part in ([replace(job, action=PURGE), job] if job.action == WARM else [job])]
         try:
             futures = self.queue.submit(jobs)
         except QueueFull as error:
             logger.warning("event refused: %s", error)
             self._answer(503, "overload", detail=str(error))
             return
+        if self.source.ack_when_purged:
+            futures = [future for job, future in zip(jobs, futures) if job.action == PURGE]
         # asyncio.wait never cancels: a coalesced job may be awaited by other events too
         done, pending = await asyncio.wait(set(futures), timeout=ACK_TIMEOUT)
         if pending:
@@ -121,15 +153,16 @@ class EventsHandler(ObservedHandler):
 
 
 def get_handlers(context: Any) -> list:
-    """The events route, or nothing when ``IMGSTACK_EVENTS_TOKEN`` is not set."""
+    """The events routes (sharing one queue), or nothing when ``IMGSTACK_EVENTS_TOKEN`` is not set."""
     config = context.config
     token = config.IMGSTACK_EVENTS_TOKEN
     if not token:
         return []
     queue = JobQueue(
-        Runner(context),
+        Runner(context, superseded=lambda source: queue.has_pending(source)),
         size=int(config.IMGSTACK_EVENTS_QUEUE_SIZE),
         workers=int(config.IMGSTACK_EVENTS_WORKERS),
         on_depth=observe.warm_queue_depth,
     )
-    return [(PATH, EventsHandler, {"context": context, "queue": queue, "token": str(token)})]
+    return [(path, EventsHandler, {"context": context, "queue": queue, "token": str(token), "source": source})
+            for path, source in SOURCES.items()]

@@ -23,10 +23,10 @@ from botocore.exceptions import (
 )
 
 from .errors import AccessDenied, NoCredentials, NotFound, S3Error, TooLarge, Unavailable
+from .fetch import SignedGet
 from .settings import S3Settings
 from .types import ObjectData, ObjectInfo
 
-_CHUNK = 256 * 1024
 _NOT_FOUND_CODES = {"NoSuchKey", "NoSuchBucket", "404", "NotFound"}
 _DENIED_CODES = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403"}
 
@@ -63,6 +63,7 @@ class AsyncS3:
         self._client_cm: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lock: asyncio.Lock | None = None
+        self._fetch: SignedGet | None = None
         #: bytes received from S3 bodies by this process (loader and result storage)
         self.bytes_read = 0
 
@@ -89,6 +90,9 @@ class AsyncS3:
         return self._client
 
     async def close(self) -> None:
+        if self._fetch is not None:
+            fetch, self._fetch = self._fetch, None
+            await fetch.close()
         if self._client_cm is not None:
             cm, self._client_cm, self._client = self._client_cm, None, None
             await cm.__aexit__(None, None, None)
@@ -102,33 +106,16 @@ class AsyncS3:
     async def get(self, bucket: str, key: str, *, max_bytes: int | None = None) -> ObjectData:
         """The whole object. With ``max_bytes``, an object larger than the cap raises
         :class:`TooLarge` having read at most ``max_bytes`` bytes of it (none when S3 announces
-        the size, which it always does for a plain GET)."""
+        the size, which it always does for a plain GET). Sent by :mod:`.fetch` (the hot path of
+        every hit and miss), not by botocore's client."""
+        if self._fetch is None or self._loop is not asyncio.get_running_loop():
+            await self._get_client()  # binds this instance to the running loop
+            self._fetch = SignedGet(self.settings)
 
         async def run() -> ObjectData:
-            client = await self._get_client()
-            response = await client.get_object(Bucket=bucket, Key=key)
-            length = response.get("ContentLength")
-            async with response["Body"] as body:
-                if max_bytes is not None and length is not None and length > max_bytes:
-                    raise TooLarge(length, max_bytes)
-                chunks = []
-                received = 0
-                while True:
-                    chunk = await body.read(_CHUNK)
-                    if not chunk:
-                        break
-                    received += len(chunk)
-                    self.bytes_read += len(chunk)
-                    if max_bytes is not None and received > max_bytes:
-                        raise TooLarge(None, max_bytes)
-                    chunks.append(chunk)
-            return ObjectData(
-                body=b"".join(chunks),
-                etag=str(response.get("ETag", "")).strip('"'),
-                content_type=response.get("ContentType"),
-                last_modified=response.get("LastModified"),
-                metadata=dict(response.get("Metadata") or {}),
-            )
+            data, received = await self._fetch(bucket, key, max_bytes=max_bytes)
+            self.bytes_read += received
+            return data
 
         return await self._call(run)
 
@@ -239,8 +226,19 @@ def shared(settings: S3Settings) -> AsyncS3:
     return instance
 
 
+_by_config: dict[int, tuple[Any, AsyncS3]] = {}
+
+
 def for_config(config: Any) -> AsyncS3:
-    return shared(S3Settings.from_config(config))
+    """The shared client for a Thumbor config (its settings are read once per config object:
+    Thumbor makes a result storage per request, and reading eight settings costs more than a hit's
+    signing)."""
+    known = _by_config.get(id(config))
+    if known is not None and known[0] is config:
+        return known[1]
+    instance = shared(S3Settings.from_config(config))
+    _by_config[id(config)] = (config, instance)
+    return instance
 
 
 def close_shared_at_exit() -> None:
