@@ -94,6 +94,34 @@ def test_large_original_without_size_is_fitted_into_the_cap(s3, thumbor, uid) ->
     assert size_of(response.content) == (2560, 1250)
 
 
+@pytest.mark.parametrize(("size", "expected"), [
+    # "orig" is the original fitted into MAX_WIDTH x MAX_HEIGHT (4000x2500 -> 2560x1600): the
+    # engine normalises an original larger than the cap before anything else
+    ("origxorig", (2560, 1600)),
+    ("origx100", (2560, 100)),
+    ("100xorig", (100, 1600)),
+])
+def test_should_cap_orig_sizes_like_any_other_size(s3, thumbor, uid, size, expected) -> None:
+    """``origxorig`` (or ``orig`` on one side) must not render and encode a whole 4000-pixel
+    original when the cap is 2560."""
+    key = f"{uid}/wide.jpg"
+    buffer = io.BytesIO()
+    Image.new("RGB", (4000, 2500), (90, 140, 200)).save(buffer, "JPEG", quality=70)
+    put_bytes(s3, key, buffer.getvalue())
+    response = httpx.get(signed_path(thumbor, f"{size}/{BUCKET}/{key}"), headers=JPEG, timeout=120)
+    assert response.status_code == 200
+    assert size_of(response.content) == expected
+
+
+def test_orig_within_the_cap_stays_the_original_size(s3, thumbor, uid) -> None:
+    key = f"{uid}/small.jpg"
+    buffer = io.BytesIO()
+    Image.new("RGB", (640, 480), (90, 140, 200)).save(buffer, "JPEG", quality=70)
+    put_bytes(s3, key, buffer.getvalue())
+    response = httpx.get(signed_path(thumbor, f"origxorig/{BUCKET}/{key}"), headers=JPEG, timeout=60)
+    assert size_of(response.content) == (640, 480)
+
+
 @pytest.mark.skipif(not (WALLPAPERS / "flow-5120x2880.jpg").exists(), reason="wallpapers not fetched: scripts/fetch-images")
 def test_real_5k_wallpaper_without_size_is_fitted_into_the_cap(s3, thumbor, uid) -> None:
     key = f"{uid}/flow.jpg"
@@ -421,3 +449,21 @@ def test_should_keep_the_slot_of_a_client_that_hung_up_until_its_work_ends(s3, s
     finally:
         thumbor.stop()
         proxy.close()
+
+
+# --- renders that load a second image ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("second", ["watermark({mark},10,10,50)", "frame({mark})"])
+def test_should_store_renders_that_load_a_second_image(s3, thumbor, uid, second) -> None:
+    """watermark() and frame() load another image through the loader; its ETag used to replace the
+    original's in the check the result storage makes before storing, so such renders were never
+    stored and every request rendered again."""
+    key, mark = f"{uid}/base.jpg", f"{uid}/mark.png"
+    upload(s3, key)
+    buffer = io.BytesIO()
+    Image.new("RGBA", (30, 30), (255, 0, 0, 128)).save(buffer, "PNG")
+    put_bytes(s3, mark, buffer.getvalue())
+    path = f"120x90/filters:{second.format(mark=f'{BUCKET}/{mark}')}/{BUCKET}/{key}"
+    assert httpx.get(signed_path(thumbor, path), headers=JPEG, timeout=60).status_code == 200
+    assert len(derived_objects(s3, key, at_least=1)) == 1

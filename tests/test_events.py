@@ -184,6 +184,36 @@ def test_delete_event_purges_every_variant_and_every_derived_url_answers_404(s3,
     assert httpx.get(custom, headers={"Accept": "image/jpeg"}).status_code == 404
 
 
+def test_should_not_purge_the_variants_of_originals_in_a_folder_named_like_the_deleted_key(s3, thumbor, uid) -> None:
+    """``samples`` and ``samples/portrait.jpg`` are two originals: deleting the first must leave
+    every variant of the second (the derived prefix ``images/samples/`` covers both)."""
+    folder_key, inner_key = f"{uid}/samples", f"{uid}/samples/portrait.jpg"
+    upload(s3, folder_key)
+    upload(s3, inner_key)
+    for key in (folder_key, inner_key):
+        assert httpx.get(sign(f"{BUCKET}/{key}", base=thumbor.url, width=40, height=30),
+                         headers={"Accept": "image/jpeg"}).status_code == 200
+    inner = derived_objects(s3, inner_key, at_least=1)
+    s3.delete_object(Bucket=BUCKET, Key=folder_key)
+    assert post(thumbor, minio_event("console-delete.json", BUCKET, folder_key)).status_code == 200
+    listing = s3.list_objects_v2(Bucket=DERIVED, Prefix=f"{BUCKET}/{folder_key}/")
+    left = sorted(item["Key"] for item in listing.get("Contents", []))
+    assert left == inner  # the deleted original's own variant went, the folder's stayed
+
+
+@pytest.mark.parametrize("key", ["{uid}/", "{uid}//x.jpg", "/{uid}/x.jpg"])
+def test_should_ignore_events_for_keys_with_empty_segments(s3, thumbor, uid, key) -> None:
+    """A folder marker or a key with an empty segment is no image; before, its purge covered the
+    derived prefix of a whole folder."""
+    upload(s3, f"{uid}/kept.jpg")
+    assert httpx.get(sign(f"{BUCKET}/{uid}/kept.jpg", base=thumbor.url, width=40, height=30),
+                     headers={"Accept": "image/jpeg"}).status_code == 200
+    kept = derived_objects(s3, f"{uid}/kept.jpg", at_least=1)
+    response = post(thumbor, minio_event("console-delete.json", BUCKET, key.format(uid=uid), safe=""))
+    assert response.status_code == 200 and response.json()["jobs"] == 0
+    assert derived_objects(s3, f"{uid}/kept.jpg", wait=0) == kept
+
+
 def test_overwrite_purges_old_variants_before_warming_the_new_image(s3, thumbor, uid) -> None:
     key = f"{uid}/overwritten.jpg"
     upload(s3, key)

@@ -383,8 +383,12 @@ def test_a_warm_stops_when_a_newer_event_for_its_original_is_waiting() -> None:
         gets: list[str] = []
 
         class S3:
-            async def delete_prefix(self, bucket: str, prefix: str) -> int:
-                return 0
+            async def list(self, bucket: str, prefix: str, delimiter: str | None = None):  # noqa: ANN201
+                return
+                yield
+
+            async def delete(self, bucket: str, keys: list[str]) -> None:
+                return None
 
             async def head(self, bucket: str, key: str) -> None:
                 return None

@@ -147,6 +147,15 @@ def test_one_json_access_line_per_request_without_the_signature(s3, thumbor, uid
     assert signature not in text and signature[::-1] not in text  # neither ours nor tornado's lines
 
 
+@pytest.mark.parametrize(("trusted", "expected"), [("", "127.0.0.1"), ("127.0.0.1", "198.51.100.7")])
+def test_should_log_a_forged_x_forwarded_for_only_from_a_trusted_proxy(thumbor_factory, trusted, expected) -> None:
+    thumbor = thumbor_factory(IMGSTACK_TRUSTED_PROXIES=trusted, IMGSTACK_PROCESSES="1")
+    marker = f"/healthcheck?{time.time_ns()}"
+    assert httpx.get(thumbor.url + marker, headers={"X-Forwarded-For": "198.51.100.7"}).status_code == 200
+    [entry] = wait_for_lines(thumbor.process.log_path, lambda e: e["path"] == "/healthcheck", 1)[-1:]
+    assert entry["client"] == expected
+
+
 def test_access_log_can_be_turned_off(thumbor_factory) -> None:
     thumbor = thumbor_factory(IMGSTACK_ACCESS_LOG="false")
     assert httpx.get(thumbor.url + "/metrics").status_code == 200

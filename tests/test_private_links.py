@@ -257,3 +257,32 @@ def test_signed_max_age_lowers_cache_control_and_never_raises_it(counted, photo,
     assert miss.headers["cache-control"] == expected
     time.sleep(0.5)  # stored: the next one is a hit, which runs no filter
     assert httpx.get(url, headers=PLAIN).headers["cache-control"] == expected
+
+
+# --- error responses ---------------------------------------------------------------------------
+
+
+def test_error_responses_are_short_plain_text_without_reflected_input_or_server_version(counted, photo) -> None:
+    """A person who opens a bad link sees why, in plain text; nothing of the request comes back
+    (no HTML, no URL: nothing a browser could run), and no software version is announced."""
+    thumbor, _ = counted
+    good = sign(photo, base=thumbor.url, width=120, height=80, expires_in=600)
+    signature = good.split("/")[3]
+    script = "%3Cscript%3Ealert(1)%3C%2Fscript%3E"
+    cases = [
+        (good.replace(signature, "A" * len(signature)), 403, "403 bad signature\n"),
+        (sign(photo, base=thumbor.url, width=120, height=80, expires_at=int(time.time()) - 5), 410,
+         "410 link expired\n"),
+        (f"{thumbor.url}/{'B' * 28}/120x80/{script}/a.jpg", 403, "403 bad signature\n"),
+        (sign(f"{BUCKET}/missing-{script}.jpg", base=thumbor.url, width=10, height=10), 404, "404 not found\n"),
+    ]
+    for url, status, body in cases:
+        response = httpx.get(url, headers=PLAIN)
+        assert (response.status_code, response.text) == (status, body), url
+        assert response.headers["content-type"] == "text/plain; charset=utf-8"
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert "server" not in response.headers
+        assert "script" not in response.text
+    posted = httpx.post(good, content=b"x")
+    assert (posted.status_code, posted.text) == (405, "405 method not allowed\n")
+    assert "server" not in posted.headers and "server" not in httpx.get(good, headers=PLAIN).headers

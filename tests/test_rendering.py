@@ -188,3 +188,27 @@ def _running(pid: int) -> bool:
     except OSError:
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_a_render_past_its_time_limit_is_answered_503_and_its_result_kept(thumbor_factory, slow_original) -> None:
+    """IMGSTACK_RENDER_TIMEOUT: the client is not held past the limit; the render goes on,
+    stores its result, and the retry the 503 asks for is a hit."""
+    thumbor = thumbor_factory(IMGSTACK_RENDER_TIMEOUT="0.2", IMGSTACK_PROCESSES="1")
+    url = sign(slow_original, base=thumbor.url, width=2400, height=1800, fit_in=True, filters="blur(20)")
+    started = time.monotonic()
+    response = httpx.get(url, headers=PLAIN, timeout=120)
+    assert response.status_code == 503, response.text
+    assert response.text == "503 render took too long, retry later\n"
+    assert response.headers["retry-after"] == "5" and response.headers["cache-control"] == "no-store"
+    assert time.monotonic() - started < 5
+    assert httpx.get(thumbor.url + "/healthcheck", timeout=5).status_code == 200
+    deadline = time.monotonic() + 120
+    while (retry := httpx.get(url, headers=PLAIN, timeout=120)).status_code == 503 and time.monotonic() < deadline:
+        time.sleep(1)
+    assert retry.status_code == 200 and retry.headers["content-type"] == "image/png"  # the source format
+
+
+def test_should_refuse_a_costly_filter_before_loading_anything(thumbor, slow_original) -> None:
+    response = httpx.get(sign(slow_original, base=thumbor.url, width=300, height=200, filters="blur(150)"),
+                         headers=PLAIN, timeout=30)
+    assert (response.status_code, response.text) == (400, "400 too costly to render\n")

@@ -98,7 +98,7 @@ def purge_then_late_write(s3_server, s3, key: str, *, upload_again: bool, monkey
             runner = runner_module.Runner(context)
             outcome = await runner(Job(PURGE, source, f"{BUCKET}/{key}"))
             assert outcome.ok
-            s3.put_object(Bucket=DERIVED, Key=f"{source.prefix}late.jpeg", Body=RENDERED)
+            s3.put_object(Bucket=DERIVED, Key=derived.derived_key(source, "100x100/late", "jpeg"), Body=RENDERED)
             if upload_again:
                 s3.put_object(Bucket=BUCKET, Key=key, Body=ORIGINAL)
             await asyncio.gather(*runner._repurges)
@@ -117,7 +117,7 @@ def test_second_purge_removes_a_result_written_after_the_first(s3_server, s3, ui
 def test_second_purge_keeps_the_variants_of_an_original_uploaded_again(s3_server, s3, uid, monkeypatch) -> None:
     key = f"{uid}/back.jpg"
     left = purge_then_late_write(s3_server, s3, key, upload_again=True, monkeypatch=monkeypatch)
-    assert left == [f"{BUCKET}/{key}/late.jpeg"]
+    assert left == [derived.derived_key(Source(BUCKET, key), "100x100/late", "jpeg")]
 
 
 # --- IMGSTACK_REVALIDATE_ORIGINALS: S3 servers that send no events -----------------------------

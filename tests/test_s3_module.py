@@ -127,25 +127,27 @@ def test_one_client_per_settings_per_process(settings) -> None:
     assert shared(settings) is not shared(S3Settings(endpoint_url="http://elsewhere:9000"))
 
 
-def test_list_and_delete_prefix(s3, settings, uid) -> None:
+def test_list_delimited_and_delete(s3, settings, uid) -> None:
     for i in range(3):
         s3.put_object(Bucket=BUCKET, Key=f"{uid}/p/{i}", Body=b"1")
+    s3.put_object(Bucket=BUCKET, Key=f"{uid}/p/deeper/x", Body=b"1")
     s3.put_object(Bucket=BUCKET, Key=f"{uid}/q", Body=b"1")
 
     async def go():
         client = AsyncS3(settings)
         try:
             listed = [info.key async for info in client.list(BUCKET, f"{uid}/p/")]
-            deleted = await client.delete_prefix(BUCKET, f"{uid}/p/")
+            children = [info.key async for info in client.list(BUCKET, f"{uid}/p/", delimiter="/")]
+            await client.delete(BUCKET, children)
             after = [info.key async for info in client.list(BUCKET, f"{uid}/")]
-            return listed, deleted, after
+            return listed, children, after
         finally:
             await client.close()
 
-    listed, deleted, after = run(go())
-    assert listed == [f"{uid}/p/0", f"{uid}/p/1", f"{uid}/p/2"]
-    assert deleted == 3
-    assert after == [f"{uid}/q"]
+    listed, children, after = run(go())
+    assert listed == [f"{uid}/p/0", f"{uid}/p/1", f"{uid}/p/2", f"{uid}/p/deeper/x"]
+    assert children == [f"{uid}/p/0", f"{uid}/p/1", f"{uid}/p/2"]
+    assert after == [f"{uid}/p/deeper/x", f"{uid}/q"]
 
 
 def test_nothing_outside_the_s3_module_imports_an_s3_sdk() -> None:

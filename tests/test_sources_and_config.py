@@ -37,7 +37,9 @@ def test_should_not_decode_twice_double_encoded_traversal() -> None:
 @pytest.mark.parametrize(
     "image",
     ["images/../other/a.jpg", "images/%2e%2e/a.jpg", "images/a/./b.jpg", "images/a/%2E%2E", "images/",
-     "images", "images/a%00.jpg", "images/a%0d%0aX: y", "images/a\nb", "images/%ff.jpg", "images/a%C3.jpg"],
+     "images", "images/a%00.jpg", "images/a%0d%0aX: y", "images/a\nb", "images/%ff.jpg", "images/a%C3.jpg",
+     # empty segments: no image has one; "folder/" would name the derived prefix of a whole folder
+     "images/a//b.jpg", "images//a.jpg", "images/folder/", "images/a%2F%2Fb.jpg", "images/folder%2F"],
 )
 def test_should_fail_with_traversal_empty_or_control_characters(image: str) -> None:
     with pytest.raises(SourceError) as error:
@@ -108,3 +110,20 @@ def test_every_setting_of_ours_is_documented_in_a_group() -> None:
     for name in ours:
         assert Config.class_descriptions[name], name
         assert Config.class_groups and any(name in names for names in Config.class_group_items.values()), name
+
+
+@pytest.mark.parametrize(("source", "key", "variant"), [
+    (Source("images", "a.jpg"), "images/a.jpg/" + "0" * 40 + ".webp", True),
+    (Source("images", "a.jpg"), "images/a.jpg/" + "f" * 40 + ".auto", True),
+    # an original named like the folder of another: never each other's variants
+    (Source("images", "a.jpg"), "images/a.jpg/b.jpg/" + "0" * 40 + ".webp", False),
+    (Source("images", "samples"), "images/samples/portrait.jpg/" + "0" * 40 + ".jpeg", False),
+    (Source("images", "photos"), "images/photos/x.jpg", False),
+    (Source("images", "a.jpg"), "images/a.jpg/" + "0" * 40 + ".exe", False),
+    (Source("images", "a.jpg"), "images/a.jpg/" + "0" * 39 + ".webp", False),
+    (Source("images", "a"), "images/ab/" + "0" * 40 + ".webp", False),
+])
+def test_purge_names_exactly_the_variants_of_one_original(source: Source, key: str, variant: bool) -> None:
+    from thumbor_plugins.derived import is_variant
+
+    assert is_variant(source, key) is variant

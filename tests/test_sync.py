@@ -223,6 +223,41 @@ def test_pull_downloads_what_the_folder_lacks_or_differs(run, s3, uid, tmp_path)
     assert not list(folder.rglob("*.imgstack-tmp"))
 
 
+def test_should_not_write_through_a_symlinked_folder_in_the_destination(run, s3, uid, tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    folder = tmp_path / "mirror"
+    folder.mkdir()
+    (folder / "photos").symlink_to(outside, target_is_directory=True)
+    (folder / "trap.jpg.imgstack-tmp").symlink_to(outside / "planted")  # a temp name, pre-planted
+    s3.put_object(Bucket=BUCKET, Key=f"{uid}/photos/passwd", Body=b"owned")
+    s3.put_object(Bucket=BUCKET, Key=f"{uid}/trap.jpg", Body=b"fine")
+    result = run(f"s3://{BUCKET}/{uid}/", folder)
+    assert result.exit_code == 1, result.output  # that one file failed, reported; the rest synced
+    assert "photos/passwd" in result.output + result.stderr
+    assert list(outside.iterdir()) == []
+    assert (folder / "trap.jpg").read_bytes() == b"fine" and not (outside / "planted").exists()
+    assert oct((folder / "trap.jpg").stat().st_mode & 0o777) == oct(0o666 & ~current_umask())
+
+
+def current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+# (keys with a backslash: SeaweedFS stores them with a slash, so rel_is_safe's unit test covers them)
+@pytest.mark.parametrize("key", ["C:evil.jpg", "sub/D:evil.jpg", "a\x01b.jpg"])
+def test_should_skip_keys_that_are_no_safe_path_on_some_os(run, s3, uid, tmp_path, key):
+    s3.put_object(Bucket=BUCKET, Key=f"{uid}/{key}", Body=b"x")
+    s3.put_object(Bucket=BUCKET, Key=f"{uid}/ok.jpg", Body=b"ok")
+    folder = tmp_path / "mirror"
+    result = run(f"s3://{BUCKET}/{uid}/", folder)
+    assert result.exit_code == 0, result.output
+    assert sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")) == ["ok.jpg"]
+    assert not list(tmp_path.glob("*evil*"))
+
+
 def test_pull_refuses_to_delete_when_the_prefix_is_empty(run, uid, tmp_path):
     folder = make_tree(tmp_path / "mirror", {"precious.jpg": b"p"})
     result = run(f"s3://{BUCKET}/{uid}-nothing-here/", folder, "--delete")

@@ -258,3 +258,15 @@ def test_keys_map_to_safe_relative_paths_only():
 ])
 def test_content_type(name, expected):
     assert content_type(name) == expected
+
+
+@pytest.mark.parametrize(("rel", "safe"), [
+    ("a.jpg", True), ("sub/dir/a b+1%.jpg", True), ("2024-01-01T10:00.jpg", True), ("写真/猫.jpg", True),
+    ("../evil.jpg", False), ("a/../../evil.jpg", False), ("..\\..\\evil.jpg", False), ("a\\b.jpg", False),
+    ("C:evil.jpg", False), ("sub/D:\\x.jpg", False), ("c:/x.jpg", False), ("/etc/passwd", False),
+    ("a//b.jpg", False), ("a/", False), ("a\x00b", False), ("a\x01b", False), ("", False), (".", False),
+])
+def test_pull_paths_are_safe_on_every_os(rel: str, safe: bool) -> None:
+    from thumbor_plugins.sync._location import rel_is_safe
+
+    assert rel_is_safe(rel) is safe

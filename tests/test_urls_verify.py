@@ -238,3 +238,30 @@ def test_should_reject_expires_hidden_in_another_filters_arguments():
 def test_known_filters_and_our_own_pass():
     params = verify(signed(f"filters:quality(80):fill(red):expires({LATER}):v(abc)/images/a.jpg"), known_filters=KNOWN)
     assert params.expires_at == LATER
+
+
+# --- cost bounds (urls/costs.py) -----------------------------------------------------------------
+
+@pytest.mark.parametrize("filters", [
+    "blur(21)", "blur(5,25)", "sharpen(11,1,true)", "noise(101)", "proportion(2.5)",
+    "convolution(" + ";".join(["1"] * 64) + ",8,false)",
+    ":".join(["grayscale()"] * 11),
+])
+def test_should_refuse_filters_whose_cost_has_no_bound(filters) -> None:
+    from thumbor_plugins.urls.costs import check_costs
+    from thumbor_plugins.urls.errors import TooCostly
+
+    params = parse(f"300x200/filters:{filters}/images/a.jpg")
+    with pytest.raises(TooCostly) as error:
+        check_costs(params)
+    assert error.value.status == 400 and error.value.reason == "too_costly"
+
+
+@pytest.mark.parametrize("filters", [
+    "blur(20)", "blur(3,2.5)", "sharpen(2,1,true)", "noise(30)", "proportion(0.5)",
+    "convolution(1;2;1;2;4;2;1;2;1,3,false)", ":".join(["grayscale()"] * 10) + ":expires(9999999999):v(1)",
+])
+def test_filters_within_the_cost_bounds_pass(filters) -> None:
+    from thumbor_plugins.urls.costs import check_costs
+
+    check_costs(parse(f"300x200/filters:{filters}/images/a.jpg"))

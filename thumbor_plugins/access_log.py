@@ -3,7 +3,8 @@
 Fields: ``time`` (UTC, ISO 8601), ``method``, ``path`` (signature redacted), ``kind``, ``status``,
 ``duration_ms``, ``cache_hit`` (true/false, null when no result-storage lookup happened),
 ``format`` (the image format sent: jpeg, png, webp, avif, gif, ...; null for anything else),
-``bytes`` (body bytes sent, null when unknown), ``reason`` (rejection reason word, or null).
+``bytes`` (body bytes sent, null when unknown), ``reason`` (rejection reason word, or null),
+``client`` (the client's address; ``X-Forwarded-For`` counts only from ``IMGSTACK_TRUSTED_PROXIES``).
 Never logged: the signature, query strings, headers (so no ``Authorization``, tokens or keys).
 
 Where the lines go: Thumbor configures the root logger from ``--log-level`` (``warning`` in the
@@ -64,17 +65,31 @@ def _ensure_handler() -> None:
     _logger.propagate = False
 
 
+#: a segment shaped like a signature (base64url of an HMAC-SHA1 or -SHA256, padded or not)
+_SIGNATURE_LIKE = re.compile(r"[A-Za-z0-9_-]{27}=?|[A-Za-z0-9_-]{43}=?")
+_ABSOLUTE_FORM = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^/]*")
+
+
 def redact_path(path: str, kind: str) -> str:
     """``path`` without its signature. An image path's first segment is the signature (or
     ``unsafe``): it is replaced whatever it holds, so that neither a valid signature nor one that
-    is merely close to valid is ever written. The query string is dropped."""
+    is merely close to valid is ever written; so is any other segment shaped like one (a signed
+    link inside a filter's argument, say). An absolute-form request target
+    (``GET http://host/<signature>/...``) loses its scheme and host first. The query string is
+    dropped."""
     path = path.split("?", 1)[0]
+    absolute = _ABSOLUTE_FORM.match(path)
+    if absolute:
+        path = path[absolute.end():] or "/"
     if kind != "image":
         return path
     head, sep, rest = path.lstrip("/").partition("/")
-    if head == "unsafe" or (not head and not rest):
+    if not head and not rest:
         return path
-    return "/" + REDACTED + sep + rest
+    if head != "unsafe":
+        head = REDACTED
+    rest = "/".join(REDACTED if _SIGNATURE_LIKE.fullmatch(part) else part for part in rest.split("/"))
+    return "/" + head + sep + rest
 
 
 #: first path segments of our non-image routes (everything else is an image path)
@@ -128,6 +143,7 @@ def line(
     bytes_sent: int | None = None,
     path: str = "",
     image_format: str | None = None,
+    client: str | None = None,
 ) -> str:
     """The JSON text of one access-log line."""
     now = datetime.datetime.now(datetime.timezone.utc)
@@ -143,6 +159,7 @@ def line(
             "format": image_format,
             "bytes": bytes_sent,
             "reason": reason,
+            "client": client,
         },
         ensure_ascii=False,
         separators=(",", ":"),

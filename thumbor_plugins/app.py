@@ -14,6 +14,7 @@ Replaces Thumbor's imaging handler with :class:`ImageHandler`, which
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import email.utils
 import hashlib
@@ -24,13 +25,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import tornado.web
+from tornado import httputil
 from thumbor.app import ThumborServiceApp
 from thumbor.context import RequestParameters
 from thumbor.engines import BaseEngine
 from thumbor.handlers.imaging import ImagingHandler
 
 from . import config as _config  # noqa: F401 - defines our settings before Thumbor reads them
-from . import derived, observe, presets, result_storage, singleflight, sources
+from . import clients, derived, observe, presets, result_storage, singleflight, sources
 from .urls import NotAPreset, Params, Signer, UrlError, cache_max_age, generate, verify_request
 
 logger = logging.getLogger("imgstack")
@@ -40,6 +42,43 @@ _DEFAULT_KEYS = {"", "MY_SECURE_KEY"}
 MIN_KEY_LENGTH = 32
 #: the largest body read (and ignored) on a route that takes none
 IGNORED_BODY_BYTES = 64 * 1024
+
+
+#: the public words of an error response, by status (never the request's own text)
+ERROR_TEXT = {
+    400: "bad request",
+    403: "forbidden",
+    404: "not found",
+    405: "method not allowed",
+    410: "link expired",
+    413: "original too large",
+    422: "image too large",
+    429: "too many requests",
+    500: "internal error",
+    502: "storage unavailable",
+    503: "overloaded, retry later",
+    504: "storage timed out",
+}
+#: rejection reasons whose words say more than the status's
+REASON_TEXT = {
+    "bad_signature": "bad signature",
+    "expired": "link expired",
+    "unsafe_not_allowed": "unsigned links are not allowed",
+    "expiry_required": "link must expire",
+    "lifetime_too_long": "link lifetime too long",
+    "not_a_preset": "only presets are served",
+    "malformed": "malformed URL",
+    "bad_source": "bad image path",
+    "too_large": "original too large",
+    "too_many_pixels": "image too large",
+    "too_costly": "too costly to render",
+    "render_timeout": "render took too long, retry later",
+}
+
+
+def error_body(status: int, reason: str | None) -> str:
+    """``403 bad signature``: a short, fixed text a person can read (no input reflected)."""
+    return f"{status} {REASON_TEXT.get(reason or '') or ERROR_TEXT.get(status, 'error')}\n"
 
 
 class ConfigError(RuntimeError):
@@ -142,11 +181,40 @@ def _image_format(content_type: str | None) -> str | None:
     return content_type[len("image/"):].split(";", 1)[0].strip() or None
 
 
+class _TrustedClient(httputil.HTTPMessageDelegate):
+    """Sets each request's ``remote_ip`` from ``X-Forwarded-For``/``X-Real-Ip`` only when the
+    connection comes from a trusted proxy (:mod:`thumbor_plugins.clients`); tornado's
+    ``xheaders``, which Thumbor turns on, believes them from anyone."""
+
+    def __init__(self, inner: Any, context: Any, trusted: tuple) -> None:
+        self.inner, self.context, self.trusted = inner, context, trusted
+
+    def headers_received(self, start_line: Any, headers: Any) -> Any:
+        address = getattr(self.context, "address", None)
+        if isinstance(address, tuple) and address:
+            self.context.remote_ip = clients.client_ip(
+                str(address[0]), headers.get("X-Forwarded-For"), headers.get("X-Real-Ip"), self.trusted)
+        return self.inner.headers_received(start_line, headers)
+
+    def data_received(self, chunk: bytes) -> Any:
+        return self.inner.data_received(chunk)
+
+    def finish(self) -> None:
+        self.inner.finish()
+
+    def on_connection_close(self) -> None:
+        self.inner.on_connection_close()
+
+
 class App(ThumborServiceApp):
     def __init__(self, context: Any) -> None:
         validate(context)
         self.signer = Signer(_keys(context), context.config.IMGSTACK_SIGNATURE_ALGORITHM)
         self.known_filters = known_filters(context)
+        try:
+            self.trusted_proxies = clients.networks(context.config.IMGSTACK_TRUSTED_PROXIES)
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
         super().__init__(context)
 
     def start_request(self, server_conn: Any, request_conn: Any) -> Any:
@@ -157,7 +225,9 @@ class App(ThumborServiceApp):
         # connection closed) as soon as its headers arrive.
         if hasattr(request_conn, "set_max_body_size"):
             request_conn.set_max_body_size(IGNORED_BODY_BYTES)
-        return super().start_request(server_conn, request_conn)
+        delegate = super().start_request(server_conn, request_conn)
+        context = getattr(request_conn, "context", None)
+        return delegate if context is None else _TrustedClient(delegate, context, self.trusted_proxies)
 
     def get_handlers(self) -> list:
         handlers = super().get_handlers()
@@ -208,6 +278,26 @@ class ImageHandler(ImagingHandler):
         self.set_header("Cache-Control", "no-store")
         self._error(status, f"{reason}: {message}")
 
+    def write_error(self, status_code: int, **kwargs: Any) -> None:  # noqa: ARG002 - tornado's hook
+        """Tornado's own errors (405, an exception's 500) in the same plain text."""
+        self.set_header("Content-Type", "text/plain; charset=utf-8")
+        self.set_header("X-Content-Type-Options", "nosniff")
+        self.set_header("Cache-Control", "no-store")
+        self.finish(error_body(status_code, None) if self.request.method != "HEAD" else None)
+
+    def _error(self, status: int, msg: str | None = None) -> None:
+        """Every error answer (ours and Thumbor's pipeline's): the status with a short plain-text
+        reason, never the request's text (Thumbor's messages quote the URL: logged only)."""
+        if msg is not None:
+            logger.warning(msg)
+        if self._finished:  # already answered (a render past its time limit): nothing to send
+            return
+        self.set_status(status)
+        reason = self.rejection or getattr(self._request_parameters, "imgstack_rejection", None)
+        self.set_header("Content-Type", "text/plain; charset=utf-8")
+        self.set_header("X-Content-Type-Options", "nosniff")
+        self.finish(error_body(status, reason) if self.request.method != "HEAD" else None)
+
     def _verify(self) -> Params:
         config = self.config
         params = verify_request(
@@ -218,6 +308,7 @@ class ImageHandler(ImagingHandler):
             require_expires=bool(config.IMGSTACK_REQUIRE_EXPIRES),
             max_lifetime=int(config.IMGSTACK_MAX_LINK_LIFETIME or 0),
             known_filters=self.known_filters,
+            max_filters=int(config.IMGSTACK_MAX_FILTERS or 0),
         )
         if config.IMGSTACK_ONLY_PRESETS and presets.matches(params, presets.load(config.IMGSTACK_PRESETS_FILE)) is None:
             raise NotAPreset("only presets are served (IMGSTACK_ONLY_PRESETS)")
@@ -284,7 +375,21 @@ class ImageHandler(ImagingHandler):
             if looks_up and not leader and await self._serve_stored():
                 return
             self.cache_hit = False if looks_up else None
-            await self.execute_image_operations()
+            await self._render()
+
+    async def _render(self) -> None:
+        """Thumbor's pipeline, answered 503 (Retry-After) once it has run ``IMGSTACK_RENDER_TIMEOUT``
+        seconds. A thread cannot be stopped: the render goes on (at the render threads' lower
+        priority), keeps its slot and its render lock until it ends, and stores its result, which
+        the retry then finds."""
+        budget = float(self.config.IMGSTACK_RENDER_TIMEOUT or 0)
+        render = asyncio.ensure_future(self.execute_image_operations())
+        if budget > 0:
+            await asyncio.wait({render}, timeout=budget)
+            if not render.done() and not self._finished:
+                self.set_header("Retry-After", "5")
+                self.reject(503, "render_timeout", f"render still running after {budget:g}s")
+        await render
 
     def _uses_result_storage(self) -> bool:
         config = self.config
@@ -371,6 +476,8 @@ class ImageHandler(ImagingHandler):
         loaded_at = getattr(self._request_parameters, "imgstack_loaded_at", None)
         if loaded_at is not None:
             observe.rendered(time.perf_counter() - loaded_at)
+        if self._finished:  # answered 503 meanwhile (render time limit); Thumbor stores it next
+            return
         await super()._write_results_to_client(results, content_type)
 
     def _release(self) -> None:
@@ -396,6 +503,7 @@ class ImageHandler(ImagingHandler):
             bytes_sent=getattr(self, "_response_length", None),
             path=self.request.path,
             image_format=_image_format(self._headers.get("Content-Type")),
+            client=self.request.remote_ip,
         )
         if request is not None:
             # Thumbor's own metrics are about renders; a hit or a rejection made none
@@ -422,6 +530,7 @@ class ImageHandler(ImagingHandler):
         return f"public, max-age={max_age}"
 
     def finish(self, chunk: Any = None) -> Any:
+        self.clear_header("Server")  # no software version to anyone who asks
         if self.imgstack is not None and self.rejection is None and self._status_code in (200, 304):
             self.set_header("Cache-Control", self._cache_control())
             self.clear_header("Expires")

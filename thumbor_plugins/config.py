@@ -56,6 +56,14 @@ Config.define(
     "Byte cap for an original: larger objects are refused with 413 without reading past the cap.",
     "Loader")
 Config.define(
+    "IMGSTACK_MAX_FILTERS", 10,
+    "Filters one URL may ask for (400 above; expires() and v() not counted). Costly filters' "
+    "arguments are bounded too (thumbor_plugins/urls/costs.py).", "Loader")
+Config.define(
+    "IMGSTACK_RENDER_TIMEOUT", 30.0,
+    "Seconds a render may take before its request is answered 503 (Retry-After); the render goes "
+    "on in its thread and stores its result. 0: no limit.", "Loader")
+Config.define(
     "IMGSTACK_FALLBACK_IMAGE", None,
     "'bucket/key' of an image served (with MAX_AGE_TEMP_IMAGE) when the original is missing. "
     "None: missing originals are 404.", "Loader")
@@ -148,6 +156,10 @@ Config.define(
     "Bearer token required by /metrics. None: /metrics is open.", "Operations")
 Config.define("IMGSTACK_ACCESS_LOG", True, "One JSON line per request on the imgstack.access logger.",
               "Operations")
+Config.define(
+    "IMGSTACK_TRUSTED_PROXIES", (),
+    "Addresses or networks of the proxies in front (e.g. 172.16.0.0/12): only their "
+    "X-Forwarded-For/X-Real-Ip name the client (logs); anyone else's is ignored.", "Operations")
 Config.define(
     "IMGSTACK_ACCESS_LOG_FILE", None,
     "File the JSON access lines are appended to (imgstack dev: <data dir>/access.log). None: stderr.",

@@ -10,6 +10,7 @@ served to a browser that asked for JPEG.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping
 
 from .sources import Source
@@ -39,3 +40,14 @@ def negotiate_for(config, explicit: str | None, headers: Mapping[str, str] | Non
 def derived_key(source: Source, canonical: str, fmt: str) -> str:
     digest = hashlib.sha256(f"{canonical}\n{fmt}".encode()).hexdigest()[:40]
     return f"{source.prefix}{digest}.{fmt}"
+
+
+#: the name of a result under its original's prefix: digest and format, nothing else
+_RESULT_NAME = re.compile(r"[0-9a-f]{40}\.(?:" + "|".join(FORMATS) + r")")
+
+
+def is_variant(source: Source, key: str) -> bool:
+    """True when ``key`` (in the derived bucket) is a result of ``source`` itself: a direct child of
+    its prefix named like a result. Never the variants of another original whose key merely
+    starts with the same text (``a.jpg`` vs ``a.jpg/b.jpg``, ``photos`` vs ``photos/x.jpg``)."""
+    return key.startswith(source.prefix) and _RESULT_NAME.fullmatch(key[len(source.prefix):]) is not None

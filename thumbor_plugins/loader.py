@@ -47,10 +47,13 @@ async def _fetch(context, source: sources.Source) -> LoaderResult:  # noqa: ANN0
         data = await s3.get(source.bucket, source.key, max_bytes=int(context.config.IMGSTACK_MAX_SOURCE_BYTES))
     finally:
         observe.s3_fetch(time.perf_counter() - started, s3.bytes_read - before)
-    # rendering is timed from here to the response (thumbor_plugins.app)
-    context.request.imgstack_loaded_at = time.perf_counter()
-    # the result storage stores the render only if the original is still this one
-    context.request.imgstack_source_etag = data.etag
+    info = getattr(context.request, "imgstack", None)
+    if info is None or info.source == source:
+        # the request's own original, not a watermark()'s or frame()'s second image: rendering is
+        # timed from here to the response (thumbor_plugins.app), and the result storage stores the
+        # render only if the original is still this one
+        context.request.imgstack_loaded_at = time.perf_counter()
+        context.request.imgstack_source_etag = data.etag
     try:
         limits.check_pixels(data.body, int(context.config.IMGSTACK_MAX_PIXELS), int(context.config.IMGSTACK_MAX_FRAMES))
     except limits.TooManyPixels as error:

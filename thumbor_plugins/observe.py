@@ -65,6 +65,7 @@ def request_finished(
     bytes_sent: int | None = None,
     path: str = "",
     image_format: str | None = None,
+    client: str | None = None,
 ) -> None:
     """``kind``: image | event | health | metrics | other. ``image_format``: the image format sent. ``reason``: the rejection reason word
     (bad_signature, expired, too_large, too_many_pixels, overload, ...) or None. ``path`` is the
@@ -77,7 +78,8 @@ def request_finished(
         metrics.REJECTED.labels(reason).inc()
     if _access_log_enabled:
         access_log.log(kind=kind, method=method, status=status, seconds=seconds, reason=reason,
-                       cache_hit=cache_hit, bytes_sent=bytes_sent, path=path, image_format=image_format)
+                       cache_hit=cache_hit, bytes_sent=bytes_sent, path=path, image_format=image_format,
+                       client=client)
 
 
 @_never_raises

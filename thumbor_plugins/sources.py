@@ -42,8 +42,9 @@ def locate(
     """The S3 object of a URL's image part. ``image`` is percent-encoded as in the URL and is
     decoded exactly once (so ``%252e%252e`` is the literal key ``%2e%2e``, never ``..``).
 
-    Refuses (400) empty keys, ``.``/``..`` segments, NUL/CR/LF; refuses (404) buckets outside
-    ``allowed_buckets``.
+    Refuses (400) empty keys, ``.``/``..`` segments, empty segments (``a//b``, ``folder/``: no
+    image has one, and a key ending in ``/`` would name a folder's derived prefix), NUL/CR/LF;
+    refuses (404) buckets outside ``allowed_buckets``.
     """
     try:
         decoded = unquote(image, errors="strict") if "%" in image else image
@@ -62,6 +63,8 @@ def locate(
         raise SourceError("no key in image path", 400)
     if any(segment in (".", "..") for segment in key.split("/")):
         raise SourceError("relative segments in key", 400)
+    if "" in key.split("/"):
+        raise SourceError("empty segment in key (a//b, a leading or trailing /)", 400)
     if bucket not in allowed_buckets:
         raise SourceError(f"bucket {bucket!r} is not allowed", 404)
     return Source(bucket, key)

@@ -35,11 +35,21 @@ def command(image: str, as_prefix: bool, derived_bucket: str, endpoint_url: str 
     """Delete every rendered variant of BUCKET/KEY (decoded key) from the derived bucket."""
     prefix = derived_prefix(image, prefix=as_prefix)
     client = s3_client(endpoint_url, access_key, secret_key)
+    listing: dict = {"Bucket": derived_bucket, "Prefix": prefix}
+    wanted = lambda key: True  # noqa: E731 - --prefix: everything under it, as asked
+    if not as_prefix:
+        # one original: exactly its variants, never those of originals under a folder of its name
+        from thumbor_plugins.derived import is_variant
+        from thumbor_plugins.sources import Source
+
+        bucket, _, key = image.lstrip("/").partition("/")
+        listing["Delimiter"] = "/"
+        wanted = lambda name: is_variant(Source(bucket, key), name)  # noqa: E731
     purged = 0
     try:
         with progress(0, "object") as bar:
-            for page in client.get_paginator("list_objects_v2").paginate(Bucket=derived_bucket, Prefix=prefix):
-                keys = [item["Key"] for item in page.get("Contents", []) or []]
+            for page in client.get_paginator("list_objects_v2").paginate(**listing):
+                keys = [item["Key"] for item in page.get("Contents", []) or [] if wanted(item["Key"])]
                 if not keys:
                     continue
                 bar.total = (bar.total or 0) + len(keys)

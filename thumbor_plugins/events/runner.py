@@ -1,7 +1,8 @@
 """Running jobs inside the Thumbor process (server side: tornado + the shared async S3 client).
 
-- purge: ``AsyncS3.delete_prefix(IMGSTACK_DERIVED_BUCKET, source.prefix)`` — every variant of the
-  original, whatever transformation or format.
+- purge: every variant of the original, whatever transformation or format, and nothing else: the
+  direct children of its prefix named like a result (:func:`thumbor_plugins.derived.is_variant`),
+  never the variants of ``<key>/...`` originals under a folder of the same name.
 - warm: purge first (an overwrite must not leave stale variants), then request every
   :func:`~.warm.warm_requests` URL from this very Thumbor over loopback. The normal image handler
   renders it and stores it under the key a browser request would use; nothing here renders or
@@ -26,6 +27,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from .. import derived
 from .. import presets as _presets
 from ..s3 import NotFound, S3Error
 from ..s3.aio import AsyncS3, for_config
@@ -93,7 +95,7 @@ class Runner:
     async def __call__(self, job: Job) -> Outcome:
         started = time.monotonic()
         try:
-            purged = await self.s3.delete_prefix(self.derived_bucket, job.source.prefix)
+            purged = await self.purge(job.source)
         except S3Error as error:
             logger.warning("purge of %s failed: %s", job.source.prefix, error)
             return Outcome(job, ok=False, detail=f"purge failed: {error}")
@@ -107,6 +109,14 @@ class Runner:
         logger.info("warmed %s: %s in %.2fs", job.source.prefix, outcome.counts, time.monotonic() - started)
         return outcome
 
+    async def purge(self, source: Source) -> int:
+        """Delete exactly the variants of ``source`` (one listing of its prefix's direct children);
+        how many."""
+        keys = [info.key async for info in self.s3.list(self.derived_bucket, source.prefix, delimiter="/")
+                if derived.is_variant(source, info.key)]
+        await self.s3.delete(self.derived_bucket, keys)
+        return len(keys)
+
     def _purge_again_later(self, source: Source) -> asyncio.Task:
         async def repurge() -> None:
             await asyncio.sleep(REPURGE_DELAY)
@@ -119,7 +129,7 @@ class Runner:
                 # unknown: purge anyway; an extra purge costs renders, a missed one a leak
                 logger.warning("second purge of %s: cannot check the original (%s); purging", source.prefix, error)
             try:
-                late = await self.s3.delete_prefix(self.derived_bucket, source.prefix)
+                late = await self.purge(source)
             except S3Error as error:
                 logger.warning("second purge of %s failed: %s", source.prefix, error)
                 return

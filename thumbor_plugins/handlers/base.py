@@ -50,6 +50,10 @@ class ObservedHandler(RequestHandler):
         if self.request.method != "HEAD":
             self.write(json.dumps(body, separators=(",", ":")) + "\n")
 
+    def finish(self, chunk: Any = None) -> Any:
+        self.clear_header("Server")  # no software version to anyone who asks
+        return super().finish(chunk)
+
     def on_finish(self) -> None:
         observe.request_finished(
             kind=self.kind,
@@ -59,4 +63,5 @@ class ObservedHandler(RequestHandler):
             reason=self.rejection,
             bytes_sent=self._bytes_sent,
             path=self.request.path,
+            client=self.request.remote_ip,
         )

@@ -158,14 +158,17 @@ class AsyncS3:
 
         return await self._call(run)
 
-    async def list(self, bucket: str, prefix: str = "") -> AsyncIterator[ObjectInfo]:
-        """Every object under ``prefix`` (paginated listing)."""
+    async def list(self, bucket: str, prefix: str = "", *, delimiter: str | None = None) -> AsyncIterator[ObjectInfo]:
+        """Every object under ``prefix`` (paginated listing); with ``delimiter``, only those with no
+        delimiter after the prefix (the direct children of a "folder")."""
         token: str | None = None
         while True:
 
             async def page(token: str | None = token) -> Any:
                 client = await self._get_client()
                 kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix}
+                if delimiter:
+                    kwargs["Delimiter"] = delimiter
                 if token:
                     kwargs["ContinuationToken"] = token
                 return await client.list_objects_v2(**kwargs)
@@ -184,24 +187,24 @@ class AsyncS3:
             token = response.get("NextContinuationToken")
 
     async def delete(self, bucket: str, keys: list[str]) -> None:
-        """Delete keys (batches of 1000, S3's limit)."""
+        """Delete keys (batches of 1000, S3's limit). A key S3 refused to delete raises
+        :class:`Unavailable` (DeleteObjects answers 200 and lists them)."""
         for start in range(0, len(keys), 1000):
             batch = keys[start : start + 1000]
 
             async def run(batch: list[str] = batch) -> None:
                 client = await self._get_client()
-                await client.delete_objects(
+                response = await client.delete_objects(
                     Bucket=bucket,
                     Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True},
                 )
+                errors = response.get("Errors") or []
+                if errors:
+                    first = errors[0]
+                    raise Unavailable(f"S3 refused to delete {len(errors)} of {len(batch)} objects, "
+                                      f"e.g. {first.get('Key')!r}: {first.get('Code')}")
 
             await self._call(run)
-
-    async def delete_prefix(self, bucket: str, prefix: str) -> int:
-        """Delete every object under ``prefix``; returns how many."""
-        keys = [info.key async for info in self.list(bucket, prefix)]
-        await self.delete(bucket, keys)
-        return len(keys)
 
     async def bucket_reachable(self, bucket: str) -> None:
         """Raises unless ``bucket`` exists and the credentials may use it (readiness)."""

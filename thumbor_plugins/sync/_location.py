@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from dataclasses import dataclass
 
 from .errors import Refused
@@ -45,11 +47,16 @@ class S3Location:
         return f"{SCHEME}{self.bucket}/{self.prefix}"
 
 
+_DRIVE = re.compile(r"[A-Za-z]:")
+
+
 def rel_is_safe(rel: str) -> bool:
-    """A relative POSIX path that names a file inside a folder and nothing else."""
-    if not rel or rel.startswith("/") or "\x00" in rel:
+    """A relative POSIX path that names a file inside a folder and nothing else, on any OS: no
+    empty, ``.`` or ``..`` segment, no backslash (a separator on Windows), no segment starting
+    with a drive letter (``C:x`` is drive-relative on Windows), no control characters."""
+    if not rel or rel.startswith("/") or "\\" in rel or any(ord(char) < 32 for char in rel):
         return False
-    return all(part not in ("", ".", "..") for part in rel.split("/"))
+    return all(part not in ("", ".", "..") and not _DRIVE.match(part) for part in rel.split("/"))
 
 
 def is_s3(text: str) -> bool:

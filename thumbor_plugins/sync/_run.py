@@ -7,6 +7,7 @@ import base64
 import hashlib
 import logging
 import os
+import tempfile
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Any
 
 from ._checksum import COMMON_PART_SIZES, MD5_METADATA, Checker, Hasher, LocalFile, MiB, RemoteObject, is_plain_md5
 from ._ignore import TMP_SUFFIX, IgnoreRules
-from ._location import S3Location
+from ._location import S3Location, rel_is_safe
 from ._mime import content_type
 from ._plan import Change, DeletePolicy, Direction, Plan, make_plan
 from ._sides import list_remote, remote_error, scan_local
@@ -27,6 +28,25 @@ DEFAULT_MULTIPART_THRESHOLD = 64 * MiB
 DEFAULT_PART_SIZE = 16 * MiB
 _DELETE_BATCH = 1000  # DeleteObjects' maximum
 _CHUNK = 256 * 1024
+
+
+#: this process's umask, read once at import (os.umask both reads and sets it: not from threads)
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
+
+def inside(root: Path, rel: str) -> Path:
+    """``root/rel`` for a pull, refusing (``OSError``, reported for that file) a path whose folders
+    leave ``root``: a symlinked folder already in the destination (``photos -> /etc``) must not
+    carry a download out of it."""
+    if not rel_is_safe(rel):
+        raise OSError(f"{rel!r} cannot be a file inside the folder")
+    folder = root
+    for part in rel.split("/")[:-1]:
+        folder = folder / part
+        if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+            raise OSError(f"{folder} is a symlink or not a folder: not writing through it")
+    return root.joinpath(*rel.split("/"))
 
 
 @dataclass(frozen=True)
@@ -192,15 +212,18 @@ class Syncer:
 
     def _download(self, change: Change) -> int:
         obj = self._remote[change.rel]
-        target = self.job.root.joinpath(*change.rel.split("/"))
+        target = inside(self.job.root, change.rel)
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(target.name + TMP_SUFFIX)
+        # a new file of our own (O_EXCL): never through a symlink someone left under that name
+        fd, name = tempfile.mkstemp(dir=target.parent, prefix="." + target.name + ".", suffix=TMP_SUFFIX)
+        tmp = Path(name)
         try:
             if obj.size < self.job.multipart_threshold:
                 response = self.client.get_object(Bucket=self.job.location.bucket, Key=obj.key)
                 digest = hashlib.md5(usedforsecurity=False)
                 size = 0
-                with open(tmp, "wb") as out:
+                with os.fdopen(fd, "wb") as out:
+                    fd = -1
                     for chunk in response["Body"].iter_chunks(_CHUNK):
                         out.write(chunk)
                         digest.update(chunk)
@@ -210,11 +233,16 @@ class Syncer:
                 if is_plain_md5(etag) and digest.hexdigest() != etag:
                     raise OSError(f"download of {obj.key} is corrupt (MD5 {digest.hexdigest()} != ETag {etag})")
             else:
+                os.close(fd)
+                fd = -1
                 self.client.download_file(self.job.location.bucket, obj.key, str(tmp),
                                           Config=self._transfer_config(), Callback=self.reporter.progress)
                 size = tmp.stat().st_size
-            os.replace(tmp, target)
+            os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; a download gets what open() would
+            os.replace(tmp, target)  # replaces a symlink at target itself, never what it points to
         except BaseException:
+            if fd >= 0:
+                os.close(fd)
             tmp.unlink(missing_ok=True)
             raise
         return size

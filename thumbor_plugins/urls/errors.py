@@ -4,6 +4,8 @@ machine word (``reason``) for metrics and logs::
     UrlError                    (Exception; status, reason)
     ├── MalformedUrl            400 malformed           not Thumbor's grammar, bad filter syntax,
     │                                                   two expires() or v() filters
+    ├── TooCostly               400 too_costly          over a cost bound (too many filters, blur
+    │                                                   radius, ...: urls/costs.py)
     ├── BadSignature            403 bad_signature       no key signed exactly this path
     ├── UnsafeNotAllowed        403 unsafe_not_allowed  /unsafe/ while unsafe URLs are disabled
     ├── ExpiryRequired          403 expiry_required     no expires() while the operator requires one
@@ -53,3 +55,7 @@ class LifetimeTooLong(UrlError):
 
 class NotAPreset(UrlError):
     status, reason = 403, "not_a_preset"
+
+
+class TooCostly(UrlError):
+    status, reason = 400, "too_costly"

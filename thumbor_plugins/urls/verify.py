@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from re import Pattern
 
+from .costs import check_costs
 from .errors import BadSignature, Expired, ExpiryRequired, LifetimeTooLong, MalformedUrl, UnsafeNotAllowed
 from .grammar import parse, split_signed
 from .params import EXPIRES, VERSION, Params
@@ -27,7 +28,7 @@ def check_filters(params: Params, known: Mapping[str, Pattern[str]]) -> None:
 
 def verify_request(raw_path: str, *, signer: Signer, now: float, allow_unsafe: bool = False,
                    require_expires: bool = False, max_lifetime: int = 0,
-                   known_filters: Mapping[str, Pattern[str]] | None = None) -> Params:
+                   known_filters: Mapping[str, Pattern[str]] | None = None, max_filters: int = 0) -> Params:
     """Check a request path (``/<signature>/<path>``, as received, no query) and return its Params.
 
     The signature is checked on the raw path before any option is read, so a percent-encoded or
@@ -37,7 +38,8 @@ def verify_request(raw_path: str, *, signer: Signer, now: float, allow_unsafe: b
     ``require_expires``), LifetimeTooLong (``max_lifetime > 0`` and more than that many seconds
     left). Expiry rules apply to ``unsafe`` URLs too, when those are allowed. With
     ``known_filters``, MalformedUrl for a filter not in it or with arguments its pattern does not
-    read whole (:func:`check_filters`), before the expiry is judged.
+    read whole (:func:`check_filters`), and TooCostly over a cost bound (:mod:`.costs`; at most
+    ``max_filters`` filters, 0: no bound on their number), before the expiry is judged.
     """
     signature, rest = split_signed(raw_path)
     if signature == "unsafe":
@@ -49,6 +51,7 @@ def verify_request(raw_path: str, *, signer: Signer, now: float, allow_unsafe: b
     _ = params.format  # MalformedUrl for a format() Thumbor does not write
     if known_filters is not None:
         check_filters(params, known_filters)
+        check_costs(params, max_filters)
     expires_at = params.expires_at
     if expires_at is None:
         if require_expires:
