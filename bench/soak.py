@@ -80,6 +80,7 @@ class Soak:
         self.outage: tuple[float, float] | None = None
         self.started = 0.0
         self.sizes = iter(range(200, 100_000))
+        self.transport_errors: collections.Counter = collections.Counter()
 
     def url(self, key: str, **options) -> str:  # noqa: ANN003
         return build_url(f"{BUCKET}/{key}", key=KEY, base=self.base, **options)
@@ -120,8 +121,9 @@ class Soak:
             try:
                 response = await http.request(method, url, content=body, headers=headers)
                 status = response.status_code
-            except httpx.HTTPError:
-                status = 599
+            except httpx.HTTPError as error:
+                status = 599  # no answer: the connection failed or was closed
+                self.transport_errors[type(error).__name__] += 1
             self.samples.append((started - self.started, kind, status, time.monotonic() - started))
 
     async def load(self, seconds: float) -> None:
@@ -191,20 +193,22 @@ class Soak:
             self.s3.stop()
         return self.report(rss_start, rss_end)
 
-    def unexpected(self, t: float, kind: str, status: int) -> bool:
+    def unexpected(self, t: float, seconds: float, kind: str, status: int) -> bool:
+        """Not an answer this kind gives, unless S3 was down at some time while it was in flight."""
         if status in EXPECTED[kind]:
             return False
         if status == 500 or status not in OUTAGE_STATUSES:
             return True
         began, ended = self.outage or (0.0, 0.0)
-        return not began <= t <= ended + GRACE
+        return t + seconds < began or t > ended + GRACE
 
     def report(self, rss_start: int, rss_end: int) -> dict:
         by_kind: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
         for _, kind, status, _ in self.samples:
             by_kind[kind][status] += 1
         latencies = sorted(seconds for *_, seconds in self.samples)
-        bad = [(round(t, 2), kind, status) for t, kind, status, _ in self.samples if self.unexpected(t, kind, status)]
+        bad = [(round(t, 2), kind, status) for t, kind, status, seconds in self.samples
+               if self.unexpected(t, seconds, kind, status)]
 
         def pct(values: list[float], q: float) -> float:
             return round(values[min(len(values) - 1, int(q * len(values)))] * 1000, 1)
@@ -219,6 +223,7 @@ class Soak:
             "requests": len(self.samples),
             "by_kind": {kind: dict(sorted(counts.items())) for kind, counts in sorted(by_kind.items())},
             "unexpected": len(bad), "unexpected_examples": bad[:10],
+            "transport_errors": dict(self.transport_errors),
             "p50_ms": pct(latencies, 0.5), "p99_ms": pct(latencies, 0.99),
             "mean_ms": round(statistics.fmean(latencies) * 1000, 1),
             "rss_start_mb": round(rss_start / 2**20), "rss_end_mb": round(rss_end / 2**20),
@@ -242,6 +247,7 @@ def markdown(result: dict) -> str:
         "",
         f"- requests: {result['requests']}; p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms",
         f"- unexpected answers: **{result['unexpected']}** (goal: 0) {result['unexpected_examples'] or ''}",
+        f"- no answer at all (status 599 above), by client error: {result['transport_errors'] or 'none'}",
         f"- RSS of the server's process tree: {result['rss_start_mb']} MB after warm-up, "
         f"{result['rss_end_mb']} MB at the end ({growth:+.1f}%; goal < +10%)",
     ]
@@ -258,7 +264,13 @@ def main() -> int:
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="imgstack-soak-") as tmp:
-        result = Soak(args, Path(tmp)).run()
+        try:
+            result = Soak(args, Path(tmp)).run()
+        finally:
+            log = Path(tmp) / "thumbor.log"
+            if log.exists():  # kept for a look at whatever the numbers show
+                (HERE / "results").mkdir(exist_ok=True)
+                (HERE / "results" / "soak-thumbor.log").write_bytes(log.read_bytes()[-200_000:])
     out = HERE / "results"
     out.mkdir(exist_ok=True)
     (out / "soak.json").write_text(json.dumps(result, indent=1) + "\n")

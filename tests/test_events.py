@@ -83,6 +83,17 @@ def test_should_refuse_a_forged_delete_event_without_the_token(s3, thumbor, uid,
     assert derived_objects(s3, key) == [stored]  # nothing purged
 
 
+def test_a_refusal_before_the_body_is_read_closes_the_connection_it_announces(thumbor) -> None:
+    """Refused from its headers, an event's body is never read, so the server closes the
+    connection: it must say so (Connection: close). Without it a keep-alive client sent its next
+    request into the closing connection (failed requests under load, bench/soak.py)."""
+    with httpx.Client() as client:
+        for _ in range(20):
+            refused = client.post(f"{thumbor.url}/events/minio", content=b'{"Records": []}' * 50)
+            assert refused.status_code == 401 and refused.headers["connection"] == "close"
+            assert client.get(f"{thumbor.url}/healthcheck").status_code == 200
+
+
 @pytest.mark.parametrize("body", [b"{not json", b"", b"[]", b'{"Records": "x"}', b'{"Records": [{"eventName": "s3:ObjectCreated:Put"}]}'])
 def test_malformed_payload_is_400(thumbor, body) -> None:
     assert post(thumbor, body).status_code == 400

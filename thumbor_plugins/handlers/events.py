@@ -83,16 +83,22 @@ class EventsHandler(ObservedHandler):
             return
         if not self._authorized():
             self.set_header("WWW-Authenticate", 'Bearer realm="imgstack events"')
-            self._answer(401, "unauthorized")
-            self.finish()
+            self._refuse_unread(401, "unauthorized")
             return
         declared = self.request.headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > self.limit:
-            self._answer(413, "too_large", detail=f"event bodies are limited to {self.limit} bytes")
-            self.finish()
+            self._refuse_unread(413, "too_large", detail=f"event bodies are limited to {self.limit} bytes")
             return
         # tornado refuses a longer chunked body as it arrives (400, connection closed)
         self.request.connection.set_max_body_size(self.limit)
+
+    def _refuse_unread(self, status: int, reason: str, **body: Any) -> None:
+        """Answer before the body was read. Tornado then closes the connection rather than read
+        the body; ``Connection: close`` says so, or a keep-alive client would send its next request
+        on a connection being closed under it (seen in bench/soak.py as failed requests)."""
+        self.set_header("Connection", "close")
+        self._answer(status, reason, **body)
+        self.finish()
 
     def data_received(self, chunk: bytes) -> None:
         if not self._finished:
