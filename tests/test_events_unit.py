@@ -361,6 +361,13 @@ def test_seaweedfs_filer_own_entries_are_ignored(path: str) -> None:
     assert seaweedfs.parse_payload(body) == []
 
 
+def test_should_refuse_a_notification_with_more_records_than_any_sender_makes() -> None:
+    record = json.loads(payload("console-put.json"))["Records"][0]
+    assert len(parse_payload(json.dumps({"Records": [record] * 100}))) == 100
+    with pytest.raises(PayloadError, match="at most 100"):
+        parse_payload(json.dumps({"Records": [record] * 101}))
+
+
 @pytest.mark.parametrize("body", [b"", b"[]", b'{"event_type": "create"}', b'{"event_type": "create", "key": "/buckets/images/a.jpg", "message": {}}',
                                   b'{"event_type": "rename", "key": "/buckets/images/a.jpg", "message": {"old_entry": {}}}',
                                   b"[" * 100_000])

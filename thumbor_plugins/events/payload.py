@@ -23,6 +23,10 @@ _REMOVED = "s3:ObjectRemoved:"
 METADATA_ONLY = frozenset({"PutTagging", "DeleteTagging", "PutRetention", "PutLegalHold"})
 
 
+#: records one notification may carry (MinIO sends one)
+MAX_RECORDS = 100
+
+
 class PayloadError(ValueError):
     """A body that is not a MinIO notification payload (the endpoint answers 400)."""
 
@@ -74,6 +78,9 @@ def parse_payload(body: bytes | str) -> list[ObjectEvent]:
     document = load_json(body)
     if not isinstance(document, dict) or not isinstance(document.get("Records"), list):
         raise PayloadError("expected an object with a Records list")
+    if len(document["Records"]) > MAX_RECORDS:
+        # MinIO sends one record per event; a body of thousands would fill the queue at once
+        raise PayloadError(f"{len(document['Records'])} records: at most {MAX_RECORDS} per event")
     events = []
     for record in document["Records"]:
         if not isinstance(record, dict):
