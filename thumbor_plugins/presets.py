@@ -27,8 +27,11 @@ class PresetError(ValueError):
 
 
 def default_path() -> Path:
-    """``config/presets.json`` of this checkout (the container sets IMGSTACK_PRESETS_FILE)."""
-    return Path(__file__).resolve().parent.parent / "config" / "presets.json"
+    """The presets shipped with the package (``config/presets.json`` in a checkout; the same file
+    inside an installed wheel)."""
+    # next to this module, not importlib.resources: thumbor-plugins-gifv installs into the same
+    # ``thumbor_plugins`` folder, so the package's files need not be where the import system says
+    return Path(__file__).resolve().parent / "data" / "presets.json"
 
 
 @lru_cache(maxsize=8)
