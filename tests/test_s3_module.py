@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 
 import pytest
 
@@ -167,3 +168,33 @@ def test_nothing_outside_the_s3_module_imports_an_s3_sdk() -> None:
                 [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
             offenders += [f"{path.relative_to(package)}: {n}" for n in names if n.split(".")[0] in sdks]
     assert offenders == []
+
+
+def test_environment_credentials_are_left_to_botocores_chain_with_their_session_token() -> None:
+    """AWS_SESSION_TOKEN (assumed roles, SSO, CI OIDC) used to be dropped: the keys were copied
+    into the client without it. Now the chain reads all three; explicit keys still win."""
+    import boto3
+
+    env = {"AWS_ACCESS_KEY_ID": "AKIAEXAMPLE", "AWS_SECRET_ACCESS_KEY": "secret", "AWS_SESSION_TOKEN": "token",
+           "AWS_MAX_ATTEMPTS": "5"}
+    settings = S3Settings.from_env(env)
+    kwargs = settings.client_kwargs()
+    assert "aws_access_key_id" not in kwargs and settings.max_attempts == 5
+    original = {name: os.environ.get(name) for name in env}
+    os.environ.update(env)
+    try:
+        credentials = boto3.session.Session().get_credentials().get_frozen_credentials()
+    finally:
+        for name, value in original.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+    assert credentials.token == "token"
+    explicit = S3Settings.from_env(env, access_key="a", secret_key="b").client_kwargs()
+    assert explicit["aws_access_key_id"] == "a"
+
+
+def test_max_attempts_counts_the_first_try() -> None:
+    config = S3Settings(max_attempts=2).client_kwargs()["config"]
+    assert config.retries == {"total_max_attempts": 2, "mode": "standard"}

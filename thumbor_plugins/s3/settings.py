@@ -40,15 +40,20 @@ class S3Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "S3Settings":
-        """From the standard variables (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
-        AWS_REGION / AWS_DEFAULT_REGION); ``overrides`` (e.g. from CLI flags) win when not None."""
+        """From the standard variables (AWS_ENDPOINT_URL, AWS_REGION / AWS_DEFAULT_REGION,
+        AWS_MAX_ATTEMPTS); ``overrides`` (e.g. from CLI flags) win when not None.
+
+        Credentials are not copied from the environment: botocore's own chain reads them, with
+        everything that comes along (AWS_SESSION_TOKEN of assumed roles, SSO and CI OIDC,
+        AWS_PROFILE, the config and credentials files, instance roles). Only explicit keys
+        (``access_key``/``secret_key`` overrides, e.g. ``--access-key``) replace the chain."""
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {
             "endpoint_url": env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL") or None,
             "region": env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or None,
-            "access_key": env.get("AWS_ACCESS_KEY_ID") or None,
-            "secret_key": env.get("AWS_SECRET_ACCESS_KEY") or None,
         }
+        if (env.get("AWS_MAX_ATTEMPTS") or "").isdigit():
+            values["max_attempts"] = max(1, int(env["AWS_MAX_ATTEMPTS"]))
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 
@@ -60,7 +65,8 @@ class S3Settings:
             "config": BotoConfig(
                 connect_timeout=self.connect_timeout,
                 read_timeout=self.read_timeout,
-                retries={"max_attempts": self.max_attempts, "mode": "standard"},
+                # total_max_attempts counts the first try (botocore's max_attempts does not)
+                retries={"total_max_attempts": self.max_attempts, "mode": "standard"},
                 max_pool_connections=self.max_pool_connections,
                 s3={"addressing_style": "path"},
                 signature_version="s3v4",
