@@ -92,6 +92,14 @@ def test_bad_environment_values_are_clear_errors(name: str, text: str) -> None:
         cfg.from_environment({name: text})
 
 
+def test_our_name_set_to_its_default_still_beats_the_seed_name() -> None:
+    from thumbor_plugins.config import setting
+
+    both = Config(TC_AWS_ALLOWED_BUCKETS="legacy", IMGSTACK_ALLOWED_BUCKETS=("images",))  # ours = the default
+    assert setting(both, "IMGSTACK_ALLOWED_BUCKETS") == ("images",)
+    assert setting(Config(TC_AWS_ALLOWED_BUCKETS="legacy"), "IMGSTACK_ALLOWED_BUCKETS") == ("legacy",)
+
+
 def test_seed_tc_aws_names_are_read_and_ours_win() -> None:
     seed_only = Config(TC_AWS_LOADER_BUCKET="legacy", TC_AWS_ENDPOINT="http://minio:9000",
                        TC_AWS_ALLOWED_BUCKETS="a,b")

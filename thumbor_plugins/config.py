@@ -179,11 +179,12 @@ _UNSET = object()
 
 
 def setting(config: Any, name: str) -> Any:
-    """The value of our setting ``name``; if it was not set (still its default), the tc_aws seed
-    name's value when that one was set. Our own name wins when both are set."""
+    """The value of our setting ``name``; if it was not set, the tc_aws seed name's value when
+    that one was set. Our own name wins when both are set — also when it is set to its default
+    (set means: given to this config, by its file, its keywords or the environment)."""
     value = getattr(config, name)
     seed = _OUR_TO_SEED.get(name)
-    if seed is not None and value == Config.class_defaults.get(name):
+    if seed is not None and name not in vars(config):
         seed_value = getattr(config, seed, _UNSET)
         if seed_value is not _UNSET and seed_value is not None:
             return _convert(name, seed_value) if isinstance(seed_value, str) else seed_value
