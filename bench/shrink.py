@@ -112,7 +112,7 @@ def main() -> int:
     lines = [
         "# JPEG shrink-on-load (bench/shrink.py)",
         "",
-        f"Two Thumbor processes side by side (IMGSTACK_JPEG_SHRINK_ON_LOAD off / on), the same URLs,",
+        "Two Thumbor processes side by side (IMGSTACK_JPEG_SHRINK_ON_LOAD off / on), the same URLs,",
         f"requests interleaved, {args.runs} distinct sizes per row so every request is a render (miss).",
         "Embedded stack on loopback, 2 cores. PSNR: the two outputs against each other.",
         "",

@@ -4,7 +4,6 @@ versioned URLs, conditional requests, presets, smart crop on real portraits."""
 from __future__ import annotations
 
 import io
-import os
 import re
 import struct
 import time
@@ -20,7 +19,7 @@ from PIL import Image
 
 from thumbor_plugins.urls import Signer
 
-from .conftest import BUCKET, FIXTURES, SECURITY_KEY, sign, worker_pids
+from .conftest import BUCKET, SECURITY_KEY, sign, worker_pids
 from .test_serving import derived_objects, upload
 
 pytestmark = pytest.mark.integration

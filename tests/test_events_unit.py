@@ -12,7 +12,7 @@ import pytest
 
 import thumbor_plugins.config  # noqa: F401 - defines our settings
 from thumbor.config import Config
-from thumbor_plugins import derived, events, presets, sources
+from thumbor_plugins import events, presets, sources
 from thumbor_plugins.events import (
     PURGE,
     WARM,
@@ -25,7 +25,7 @@ from thumbor_plugins.events import (
     parse_payload,
     warm_requests,
 )
-from thumbor_plugins.urls import Signer, generate, parse, verify_request
+from thumbor_plugins.urls import Signer, parse
 
 MINIO_EVENTS = Path(__file__).resolve().parent / "fixtures" / "minio-events"
 KEY = "unit-test-key"
@@ -159,11 +159,11 @@ def test_fixed_bucket_and_root_path_map_back_to_the_url_image() -> None:
 
 
 def server_derived_key(url: str, accept: str, conf: Config) -> str:
-    """What ImageHandler computes for a request (app.py: verify, locate, negotiate, derived_key)."""
-    params = verify_request(url, signer=Signer([KEY]), now=time.time())
-    source = sources.from_config(params.image, conf)
-    fmt = derived.negotiate_for(conf, params.format, {"Accept": accept})
-    return derived.derived_key(source, generate(params.without_expires()), fmt)
+    """What the server computes for a request: the very pipeline its handler runs."""
+    from thumbor_plugins import pipeline
+
+    settings = pipeline.Settings.from_config(conf, Signer([KEY]), None)
+    return pipeline.decide(url, accept, settings, time.time()).derived_key
 
 
 @pytest.mark.parametrize("key", ["a.jpg", "dir/with space+plus ü.jpg", "percent%41.png", "smart/x.jpg"])

@@ -27,7 +27,7 @@ SIGNATURE = "nN3Vv7Dn8yEmTAlKj9a3iN4n5tQ="
         (f"https://h:8888/{SIGNATURE}", "/<redacted>"),
         # a signature anywhere else: a signed link inside a filter, a segment of the key
         (f"/{SIGNATURE}/filters:watermark(images/{SIGNATURE}/w.png,0,0,0)/images/a.jpg",
-         f"/<redacted>/filters:watermark(images/<redacted>/w.png,0,0,0)/images/a.jpg"),
+         "/<redacted>/filters:watermark(images/<redacted>/w.png,0,0,0)/images/a.jpg"),
         (f"/{SIGNATURE}/images/{SIGNATURE[:-1]}/a.jpg", "/<redacted>/images/<redacted>/a.jpg"),
         ("/unsafe/images/" + "k" * 43 + "=/a.jpg", "/unsafe/images/<redacted>/a.jpg"),
     ],

@@ -36,7 +36,7 @@ def raw_request(base: str, head: str, body: bytes = b"", timeout: float = 5.0) -
 
 def event_head(base: str, token: str, length: int | None, chunked: bool = False) -> str:
     host = urlsplit(base).netloc
-    lines = [f"POST /events/minio HTTP/1.1", f"Host: {host}", f"Authorization: Bearer {token}",
+    lines = ["POST /events/minio HTTP/1.1", f"Host: {host}", f"Authorization: Bearer {token}",
              "Content-Type: application/json"]
     lines.append("Transfer-Encoding: chunked" if chunked else f"Content-Length: {length}")
     return "\r\n".join(lines) + "\r\n"

@@ -12,7 +12,7 @@ from thumbor.config import Config
 from thumbor.context import Context, RequestParameters
 
 from thumbor_plugins import derived, loader
-from thumbor_plugins.app import RequestInfo
+from thumbor_plugins.pipeline import Decision
 from thumbor_plugins.result_storage import Storage
 from thumbor_plugins.s3.aio import for_config
 from thumbor_plugins.sources import Source
@@ -42,7 +42,7 @@ def stored_after_render(s3_server, s3, key: str, between) -> bool:  # noqa: ANN0
     config = s3_config(s3_server)
     source = Source(BUCKET, key)
     params = parse(f"100x100/{BUCKET}/{key}")
-    info = RequestInfo(params=params, source=source, format="jpeg",
+    info = Decision(params=params, source=source, format="jpeg",
                        derived_key=derived.derived_key(source, "100x100/x", "jpeg"), expires_at=None)
     context = Context(config=config)
     context.request = RequestParameters()

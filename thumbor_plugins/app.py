@@ -1,13 +1,17 @@
 """Thumbor application class: ``APP_CLASS = 'thumbor_plugins.app.App'``.
 
-Replaces Thumbor's imaging handler with :class:`ImageHandler`, which
+Replaces Thumbor's imaging handler with :class:`ImageHandler`, the adapter between tornado/Thumbor
+and the pure request pipeline (:mod:`thumbor_plugins.pipeline`):
 
-1. verifies the signature and the expiry on the raw path (``thumbor_plugins.urls``) before the
-   result storage, the loader or anything else is touched: 403 / 410 / 400;
-2. locates the source (bucket allow-list, key checks) without any S3 call: 400 / 404;
-3. negotiates the output format from ``Accept`` and names the result-storage key after it;
-4. applies the default size cap, then hands over to Thumbor's pipeline;
-5. sets ``Cache-Control`` / ``Vary`` from the link's kind (expiring, permanent, versioned).
+1. ``pipeline.decide`` verifies the signature, the filters and the expiry on the raw path,
+   applies the presets rule and locates the source, before the result storage, the loader or
+   anything else is touched (403 / 410 / 400 / 404), and names the negotiated result;
+2. admission: at most ``IMGSTACK_MAX_CONCURRENT_REQUESTS`` image requests per worker (503);
+3. a stored result is served without Thumbor's pipeline; a miss renders once per key
+   (singleflight) through Thumbor's, within ``IMGSTACK_RENDER_TIMEOUT``;
+4. ``pipeline.cache_control`` / ``pipeline.varies`` set ``Cache-Control`` and ``Vary``.
+
+Every Thumbor internal it relies on is named in ``tests/test_thumbor_internals.py``.
 
 :func:`validate` refuses a bad configuration at start-up.
 """
@@ -21,7 +25,6 @@ import hashlib
 import logging
 import re
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import tornado.web
@@ -32,8 +35,8 @@ from thumbor.engines import BaseEngine
 from thumbor.handlers.imaging import ImagingHandler
 
 from . import config as _config  # noqa: F401 - defines our settings before Thumbor reads them
-from . import clients, derived, observe, presets, result_storage, singleflight, sources
-from .urls import NotAPreset, Params, Signer, UrlError, cache_max_age, generate, verify_request
+from . import clients, observe, pipeline, presets, result_storage, singleflight
+from .urls import Params, Signer
 
 logger = logging.getLogger("imgstack")
 
@@ -42,43 +45,6 @@ _DEFAULT_KEYS = {"", "MY_SECURE_KEY"}
 MIN_KEY_LENGTH = 32
 #: the largest body read (and ignored) on a route that takes none
 IGNORED_BODY_BYTES = 64 * 1024
-
-
-#: the public words of an error response, by status (never the request's own text)
-ERROR_TEXT = {
-    400: "bad request",
-    403: "forbidden",
-    404: "not found",
-    405: "method not allowed",
-    410: "link expired",
-    413: "original too large",
-    422: "image too large",
-    429: "too many requests",
-    500: "internal error",
-    502: "storage unavailable",
-    503: "overloaded, retry later",
-    504: "storage timed out",
-}
-#: rejection reasons whose words say more than the status's
-REASON_TEXT = {
-    "bad_signature": "bad signature",
-    "expired": "link expired",
-    "unsafe_not_allowed": "unsigned links are not allowed",
-    "expiry_required": "link must expire",
-    "lifetime_too_long": "link lifetime too long",
-    "not_a_preset": "only presets are served",
-    "malformed": "malformed URL",
-    "bad_source": "bad image path",
-    "too_large": "original too large",
-    "too_many_pixels": "image too large",
-    "too_costly": "too costly to render",
-    "render_timeout": "render took too long, retry later",
-}
-
-
-def error_body(status: int, reason: str | None) -> str:
-    """``403 bad signature``: a short, fixed text a person can read (no input reflected)."""
-    return f"{status} {REASON_TEXT.get(reason or '') or ERROR_TEXT.get(status, 'error')}\n"
 
 
 class ConfigError(RuntimeError):
@@ -120,17 +86,6 @@ def validate(context: Any) -> None:
         logger.warning("ALLOW_UNSAFE_URL is on: anyone can make this server render anything")
 
 
-@dataclass(frozen=True)
-class RequestInfo:
-    """What our handler established about a request, for the result storage and the headers."""
-
-    params: Params
-    source: sources.Source
-    format: str
-    derived_key: str
-    expires_at: int | None
-
-
 def thumbor_arguments(params: Params) -> dict[str, Any]:
     """Thumbor's RequestParameters arguments for verified ``params``."""
     crop = params.crop or (None, None, None, None)
@@ -168,12 +123,6 @@ def known_filters(context: Any) -> dict[str, re.Pattern[str]]:
     return known
 
 
-def _asked_max_age(params: Params) -> int | None:
-    """The smallest ``max_age(n)`` of the URL, never negative; None without one."""
-    asked = [int(f.args) for f in params.filters if f.name == "max_age" and f.args.strip().isdigit()]
-    return min(asked) if asked else None
-
-
 def _image_format(content_type: str | None) -> str | None:
     """``image/webp`` -> ``webp``; None for anything but an image."""
     if not content_type or not content_type.startswith("image/"):
@@ -209,8 +158,8 @@ class _TrustedClient(httputil.HTTPMessageDelegate):
 class App(ThumborServiceApp):
     def __init__(self, context: Any) -> None:
         validate(context)
-        self.signer = Signer(_keys(context), context.config.IMGSTACK_SIGNATURE_ALGORITHM)
-        self.known_filters = known_filters(context)
+        self.pipeline_settings = pipeline.Settings.from_config(
+            context.config, Signer(_keys(context), context.config.IMGSTACK_SIGNATURE_ALGORITHM), known_filters(context))
         try:
             self.trusted_proxies = clients.networks(context.config.IMGSTACK_TRUSTED_PROXIES)
         except ValueError as error:
@@ -232,13 +181,12 @@ class App(ThumborServiceApp):
     def get_handlers(self) -> list:
         handlers = super().get_handlers()
         # Thumbor appends its own imaging route last; ours takes every remaining path instead
-        handlers[-1] = (r"/.*", ImageHandler,
-                        {"context": self.context, "signer": self.signer, "known_filters": self.known_filters})
+        handlers[-1] = (r"/.*", ImageHandler, {"context": self.context, "pipeline_settings": self.pipeline_settings})
         return handlers
 
 
 class ImageHandler(ImagingHandler):
-    imgstack: RequestInfo | None = None
+    imgstack: pipeline.Decision | None = None
     rejection: str | None = None
     #: True: served from the result storage; False: looked up, rendered; None: not looked up
     cache_hit: bool | None = None
@@ -247,14 +195,14 @@ class ImageHandler(ImagingHandler):
     _counted = False
     _request_parameters: RequestParameters | None = None
 
-    def initialize(self, context: Any, signer: Signer, known_filters: dict) -> None:  # noqa: D401 - tornado hook
+    def initialize(self, context: Any, pipeline_settings: pipeline.Settings) -> None:  # noqa: D401 - tornado hook
         # No per-request Context yet (Thumbor's initialize makes one, with its filters factory and
         # its storages, for every request: 15% of a hit's CPU). A render makes it: _render_context.
         # Until then Thumbor's prepare/on_finish see no ``context`` and skip their render metrics.
         self.server_context = context
         self.config = context.config
-        self.signer = signer
-        self.known_filters = known_filters
+        # (not `settings`: tornado's handlers and applications have their own)
+        self.pipeline_settings = pipeline_settings
 
     def _render_context(self, request: RequestParameters) -> None:
         """Thumbor's per-request Context and start time, as its initialize/prepare hooks make them."""
@@ -283,7 +231,7 @@ class ImageHandler(ImagingHandler):
         self.set_header("Content-Type", "text/plain; charset=utf-8")
         self.set_header("X-Content-Type-Options", "nosniff")
         self.set_header("Cache-Control", "no-store")
-        self.finish(error_body(status_code, None) if self.request.method != "HEAD" else None)
+        self.finish(pipeline.public_text(status_code, None) if self.request.method != "HEAD" else None)
 
     def _error(self, status: int, msg: str | None = None) -> None:
         """Every error answer (ours and Thumbor's pipeline's): the status with a short plain-text
@@ -296,34 +244,15 @@ class ImageHandler(ImagingHandler):
         reason = self.rejection or getattr(self._request_parameters, "imgstack_rejection", None)
         self.set_header("Content-Type", "text/plain; charset=utf-8")
         self.set_header("X-Content-Type-Options", "nosniff")
-        self.finish(error_body(status, reason) if self.request.method != "HEAD" else None)
-
-    def _verify(self) -> Params:
-        config = self.config
-        params = verify_request(
-            self.request.path,
-            signer=self.signer,
-            now=time.time(),
-            allow_unsafe=bool(config.ALLOW_UNSAFE_URL),
-            require_expires=bool(config.IMGSTACK_REQUIRE_EXPIRES),
-            max_lifetime=int(config.IMGSTACK_MAX_LINK_LIFETIME or 0),
-            known_filters=self.known_filters,
-            max_filters=int(config.IMGSTACK_MAX_FILTERS or 0),
-        )
-        if config.IMGSTACK_ONLY_PRESETS and presets.matches(params, presets.load(config.IMGSTACK_PRESETS_FILE)) is None:
-            raise NotAPreset("only presets are served (IMGSTACK_ONLY_PRESETS)")
-        return params
+        self.finish(pipeline.public_text(status, reason) if self.request.method != "HEAD" else None)
 
     async def check_image(self, kwargs: dict) -> None:  # noqa: ARG002 - we parse the raw path
         config = self.config
         try:
-            params = self._verify()
-            source = sources.from_config(params.image, config)
-        except UrlError as error:
-            self.reject(error.status, error.reason, str(error))
-            return
-        except sources.SourceError as error:
-            self.reject(error.status, "bad_source" if error.status == 400 else "not_found", str(error))
+            decision = pipeline.decide(self.request.path, self.request.headers.get("Accept", ""), self.pipeline_settings,
+                                       time.time())
+        except pipeline.Refusal as refusal:
+            self.reject(refusal.status, refusal.reason, str(refusal))
             return
 
         limit = int(config.IMGSTACK_MAX_CONCURRENT_REQUESTS or 0)
@@ -334,37 +263,27 @@ class ImageHandler(ImagingHandler):
         ImageHandler.in_flight += 1
         self._counted = True
         try:
-            await self._serve(params, source)
+            await self._serve(decision)
         finally:
             # released when the work is done, not when the client leaves: a client that hangs up
             # must not free a slot while its render still runs (overload bypass)
             self._release()
 
-    async def _serve(self, params: Params, source: sources.Source) -> None:
-        config = self.config
+    async def _serve(self, decision: pipeline.Decision) -> None:
         # JSONP: the result-storage key does not name a callback, so an unsigned ?callback= would
         # be stored and served to everyone else asking for the same meta/ URL. Only the operator's
         # META_CALLBACK_NAME may wrap metadata.
         self.request.arguments.pop("callback", None)
         self.request.query_arguments.pop("callback", None)
 
-        fmt = derived.negotiate_for(config, params.format, self.request.headers)
-        canonical = generate(params.without_expires())
-        self.imgstack = RequestInfo(
-            params=params,
-            source=source,
-            format=fmt,
-            derived_key=derived.derived_key(source, canonical, fmt),
-            expires_at=params.expires_at,
-        )
-
+        self.imgstack = decision
         looks_up = self._uses_result_storage()
         if looks_up and await self._serve_stored():
             return
-        request = RequestParameters(request=self.request, **thumbor_arguments(params))
-        request.url = canonical
-        request.unsafe = self.request.path.startswith("/unsafe/")
-        request.imgstack = self.imgstack
+        request = RequestParameters(request=self.request, **thumbor_arguments(decision.params))
+        request.url = decision.canonical
+        request.unsafe = decision.unsafe
+        request.imgstack = decision
         # the lookups are ours (before the render lock and after waiting for it): Thumbor's
         # pipeline must not read the result storage a second time
         request.imgstack_looked_up = looks_up
@@ -393,8 +312,7 @@ class ImageHandler(ImagingHandler):
 
     def _uses_result_storage(self) -> bool:
         config = self.config
-        unsafe = self.request.path.startswith("/unsafe/")
-        return bool(config.RESULT_STORAGE) and (bool(config.RESULT_STORAGE_STORES_UNSAFE) or not unsafe)
+        return bool(config.RESULT_STORAGE) and (bool(config.RESULT_STORAGE_STORES_UNSAFE) or not self.imgstack.unsafe)
 
     async def _serve_stored(self) -> bool:
         """Answer from the result storage, without Thumbor's pipeline; False on a miss.
@@ -510,32 +428,16 @@ class ImageHandler(ImagingHandler):
             super().on_finish()
 
     def _cache_control(self) -> str:
-        """Expiring link: private, never cacheable past expiry. Stand-in (fallback image):
-        MAX_AGE_TEMP_IMAGE. Permanent versioned link: a year, immutable. Otherwise MAX_AGE. A
-        signed ``max_age(n)`` lowers any of these to n, never raises them (read from the URL, so
-        a result-storage hit, which runs no filter, is answered the same)."""
-        config = self.config
-        info = self.imgstack
         request = self._request_parameters  # None on a hit
-        temporary = request is not None and (request.prevent_result_storage or request.detection_error)
-        max_age = int((config.MAX_AGE_TEMP_IMAGE if temporary else config.MAX_AGE) or 0)
-        asked = _asked_max_age(info.params)
-        if asked is not None:
-            max_age = min(max_age, asked)
-        left = cache_max_age(info.params, time.time(), max_age)
-        if left is not None:
-            return f"private, max-age={left}"
-        if info.params.version and not temporary and asked is None:
-            return f"public, max-age={int(config.IMGSTACK_VERSIONED_MAX_AGE)}, immutable"
-        return f"public, max-age={max_age}"
+        temporary = request is not None and bool(request.prevent_result_storage or request.detection_error)
+        return pipeline.cache_control(self.imgstack, self.pipeline_settings, time.time(), temporary=temporary)
 
     def finish(self, chunk: Any = None) -> Any:
         self.clear_header("Server")  # no software version to anyone who asks
         if self.imgstack is not None and self.rejection is None and self._status_code in (200, 304):
             self.set_header("Cache-Control", self._cache_control())
             self.clear_header("Expires")
-            config = self.config
-            if self.imgstack.params.format is None and (config.AUTO_AVIF or config.AUTO_WEBP):
+            if pipeline.varies(self.imgstack, self.pipeline_settings):
                 self.set_header("Vary", "Accept")
             else:
                 self.clear_header("Vary")

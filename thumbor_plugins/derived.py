@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping
 
 from .sources import Source
 
@@ -30,11 +29,6 @@ def negotiate(explicit: str | None, accept: str, *, auto_avif: bool, auto_webp: 
     if auto_webp and "image/webp" in accept:
         return "webp"
     return "auto"
-
-
-def negotiate_for(config, explicit: str | None, headers: Mapping[str, str] | None) -> str:  # noqa: ANN001
-    accept = (headers or {}).get("Accept", "") if headers is not None else ""
-    return negotiate(explicit, accept, auto_avif=bool(config.AUTO_AVIF), auto_webp=bool(config.AUTO_WEBP))
 
 
 def derived_key(source: Source, canonical: str, fmt: str) -> str:

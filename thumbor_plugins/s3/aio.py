@@ -22,7 +22,7 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
-from .errors import AccessDenied, NoCredentials, NotFound, S3Error, TooLarge, Unavailable
+from .errors import AccessDenied, NoCredentials, NotFound, S3Error, Unavailable
 from .fetch import SignedGet
 from .settings import S3Settings
 from .types import ObjectData, ObjectInfo
