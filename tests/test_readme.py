@@ -79,6 +79,8 @@ def environment(stack: dict) -> dict[str, str]:  # noqa: ANN001
     return {
         **{k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "IMGSTACK_", "SECURITY_KEY"))},
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        # imgstack sync's hash cache: this test's own, never the user's
+        "IMGSTACK_SYNC_CACHE_DIR": str(stack["work"].parent / "sync-cache"),
     }
 
 

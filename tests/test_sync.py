@@ -39,8 +39,15 @@ def sync_env(s3_server, **overrides) -> dict:
 
 
 @pytest.fixture
-def run(s3_server):
+def cache_dir(tmp_path_factory) -> Path:
+    """This test's hash cache folder (never the user's)."""
+    return tmp_path_factory.mktemp("sync-cache")
+
+
+@pytest.fixture
+def run(s3_server, cache_dir):
     def run(*args, **env):
+        env = {"IMGSTACK_SYNC_CACHE_DIR": str(cache_dir), **env}
         result = CliRunner().invoke(main, ["sync", *map(str, args)], env=sync_env(s3_server, **env))
         assert "Traceback" not in result.output
         if result.exception is not None and not isinstance(result.exception, SystemExit):
@@ -298,7 +305,10 @@ def test_multipart_upload_is_recognised_on_the_next_sync(run, s3, uid, tmp_path)
                    ExtraArgs={"Metadata": {"md5": hashlib.md5(data).hexdigest()}})
     assert summary(run(root, dest)) == "uploaded 0, deleted 0, unchanged 2, bytes 0"
     s3.upload_file(str(root / "big.avif"), BUCKET, f"{uid}/big.avif", Config=odd)  # no stored MD5
-    assert summary(run(root, dest)) == f"uploaded 1, deleted 0, unchanged 1, bytes {len(data)}"
+    # same ETag as the object verified just before: the hash cache knows it is this file's content
+    assert summary(run(root, dest)) == "uploaded 0, deleted 0, unchanged 2, bytes 0"
+    # without the cache (--checksum), nothing can verify it: uploaded to be safe
+    assert summary(run(root, dest, "--checksum")) == f"uploaded 1, deleted 0, unchanged 1, bytes {len(data)}"
 
 
 def test_multipart_download(run, s3, uid, tmp_path):
@@ -376,20 +386,36 @@ def wait_for(predicate, timeout: float, what: str):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def start_watch(s3_server, tmp_path: Path, *args, **env_overrides) -> subprocess.Popen:
+    """``imgstack sync ... --watch`` in its own process; stdout and stderr go to
+    ``tmp_path/stdout.log`` and ``tmp_path/stderr.log``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "IMGSTACK_"))}
+    env.update({k: v for k, v in sync_env(s3_server, **env_overrides).items() if v is not None})
+    env["IMGSTACK_SYNC_CACHE_DIR"] = str(tmp_path / "sync-cache")
+    with open(tmp_path / "stdout.log", "wb") as out, open(tmp_path / "stderr.log", "wb") as err:
+        return subprocess.Popen([sys.executable, "-c", "from thumbor_plugins.cli import main; main()", "sync",
+                                 *map(str, args), "--watch"], env=env, stdout=out, stderr=err)
+
+
+def stop_watch(proc: subprocess.Popen, stop_signal=signal.SIGTERM) -> int:
+    try:
+        proc.send_signal(stop_signal)
+        return proc.wait(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
 def test_watch_uploads_changes_and_stops_cleanly(s3_server, s3, uid, tmp_path, stop_signal):
     root = make_tree(tmp_path / "watched", {"first.jpg": b"1"})
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "IMGSTACK_"))}
-    env.update({k: v for k, v in sync_env(s3_server).items() if v is not None})
     stderr = tmp_path / "stderr.log"
-    with open(stderr, "wb") as err:
-        proc = subprocess.Popen(
-            [sys.executable, "-c", "from thumbor_plugins.cli import main; main()", "sync", str(root),
-             f"s3://{BUCKET}/{uid}/", "--watch", "--debounce", "200", "--delete"],
-            env=env, stdout=subprocess.DEVNULL, stderr=err)
+    proc = start_watch(s3_server, tmp_path, root, f"s3://{BUCKET}/{uid}/", "--debounce", "200", "--delete")
     try:
         wait_for(lambda: "watching" in stderr.read_text(), 30, "the watcher to start")
-        assert list(listing(s3, f"{uid}/")) == ["first.jpg"]
+        # (written just now: uploaded once quiet for the debounce interval, not necessarily at start)
+        wait_for(lambda: list(listing(s3, f"{uid}/")) == ["first.jpg"], 20, "the first file")
         make_tree(root, {"dropped/new file.jpg": b"new"})
         wait_for(lambda: "dropped/new file.jpg" in listing(s3, f"{uid}/"), 20, "the dropped file in the bucket")
         (root / "first.jpg").unlink()

@@ -28,9 +28,9 @@ from thumbor_plugins.sync._checksum import MiB
 def test_public_api_is_pinned():
     assert sorted(sync.__all__) == sorted(
         ["DEFAULT_JOBS", "DEFAULT_MULTIPART_THRESHOLD", "DEFAULT_PART_SIZE", "IGNORE_FILE", "MD5_METADATA",
-         "Change", "Checker", "DeletePolicy", "Hasher", "IgnoreRules", "LocalFile", "Outcome", "Plan",
-         "Refused", "RemoteError", "RemoteObject", "Reporter", "S3Location", "SyncError", "SyncJob",
-         "Syncer", "content_type", "list_remote", "make_plan", "scan_local"])
+         "Change", "Checker", "DeletePolicy", "FileChanged", "HashCache", "Hasher", "IgnoreRules", "LocalFile",
+         "Outcome", "Plan", "Refused", "RemoteError", "RemoteObject", "Reporter", "S3Location", "ScanReport",
+         "SyncError", "SyncJob", "Syncer", "Watcher", "content_type", "list_remote", "make_plan", "scan_local"])
 
 
 def local(rel: str, size: int) -> LocalFile:
@@ -270,3 +270,50 @@ def test_pull_paths_are_safe_on_every_os(rel: str, safe: bool) -> None:
     from thumbor_plugins.sync._location import rel_is_safe
 
     assert rel_is_safe(rel) is safe
+
+
+# -- per-file failures and the quiet rule (no I/O) ------------------------------------------------
+
+def test_a_file_that_cannot_be_read_is_skipped_alone():
+    loc = {"ok.jpg": local("ok.jpg", 1), "gone.jpg": local("gone.jpg", 2)}
+    rem = {"ok.jpg": remote("ok.jpg", 1), "gone.jpg": remote("gone.jpg", 2), "extra.jpg": remote("extra.jpg", 3)}
+
+    def differs(l, r):
+        if l.rel == "gone.jpg":
+            raise FileNotFoundError(2, "No such file or directory", str(l.path))
+        return None
+
+    plan = make_plan("push", loc, rem, delete=True, differs=differs)
+    assert [(c.rel, c.reason) for c in plan.skipped] == [("gone.jpg", "No such file or directory")]
+    assert plan.transfers == () and [c.rel for c in plan.deletions] == ["extra.jpg"]  # not gone.jpg
+    assert plan.unchanged == 1
+    assert list(plan.lines("src", "dst"))[-1] == "cannot read 'gone.jpg': No such file or directory"
+
+
+def test_quiet_rule_holds_a_file_until_size_and_mtime_stay_put():
+    from thumbor_plugins.sync._watch import QuietRule
+
+    now = {"wall": 1000.0, "mono": 50.0}
+    rule = QuietRule(1.0, wall=lambda: now["wall"], clock=lambda: now["mono"])
+
+    def seen(size, mtime):
+        return LocalFile("f.jpg", Path("/x/f.jpg"), size, int(mtime * 1e9))
+
+    rule.begin()
+    assert rule(seen(10, 999.8)) is True and rule.due == pytest.approx(50.8)  # written 0.2 s ago
+    rule.end()
+    now["wall"], now["mono"] = 1000.9, 50.9
+    rule.begin()
+    assert rule(seen(20, 1000.85)) is True  # still growing
+    rule.end()
+    now["wall"], now["mono"] = 1002.0, 52.0
+    rule.begin()
+    assert rule(seen(20, 1000.85)) is False  # quiet for more than a second
+    rule.end()
+    # an mtime in the future (skewed clock): settled once this rule saw it unchanged for 1 s
+    rule.begin()
+    assert rule(seen(30, 5000.0)) is True
+    rule.end()
+    now["mono"] += 1.5
+    rule.begin()
+    assert rule(seen(30, 5000.0)) is False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import queue
 import re
 import signal
 import sys
@@ -26,8 +27,11 @@ from thumbor_plugins.sync import (
     SyncJob,
     Syncer,
 )
+from thumbor_plugins.sync._cache import HashCache, cache_file
+from thumbor_plugins.sync._checksum import Hasher
 from thumbor_plugins.sync._location import is_s3
 from thumbor_plugins.sync._mime import is_image
+from thumbor_plugins.sync._watch import DEFAULT_RECONCILE, Watcher
 
 EXIT_OK, EXIT_FAILED, EXIT_REFUSED, EXIT_REMOTE = 0, 1, 2, 3
 
@@ -64,6 +68,7 @@ class _CliReporter(Reporter):
         self.url_for = url_for
         self._bar: Any = None
         self._lock = threading.Lock()
+        self._noticed: set[str] = set()
 
     def _write(self, text: str, *, err: bool) -> None:
         if self._bar is not None:
@@ -85,6 +90,11 @@ class _CliReporter(Reporter):
         if self._bar is not None:
             with self._lock:
                 self._bar.update(nbytes)
+
+    def notice(self, text: str) -> None:
+        if text not in self._noticed:  # --watch runs again and again: say it once
+            self._noticed.add(text)
+            self._write(f"notice: {text}", err=True)
 
     def done(self, op: str, change: Change, key: str, error: str | None) -> None:
         if error is not None:
@@ -110,6 +120,14 @@ HELP = """Keep a folder and a bucket prefix in step.
 Files are compared by size, then content (MD5 against the ETag, or the MD5 stored in the
 object's metadata for multipart uploads), never by timestamps. The bucket is read with one
 listing. Keys are the files' paths relative to the folder, under the prefix, exactly as named.
+A hash cache (under $IMGSTACK_SYNC_CACHE_DIR, else $XDG_CACHE_HOME/imgstack/sync, else
+~/.cache/imgstack/sync) spares re-reading files whose size, mtime, ctime and inode are
+unchanged; --checksum reads them all again. A pull sets each file's mtime to the object's.
+
+A file that cannot be read (unreadable, vanished, changed while read) is reported on its own
+line ("failed to read ...") and counted; the rest of the run goes on, and its object is not
+deleted. Symlinked folders (unless --follow-symlinks), dangling symlinks and special files are
+skipped with one "notice:" line each.
 
 --delete also removes what the source no longer has. It refuses (exit code 2) when the source
 is empty, or when it would delete more than --max-delete (default: more than 50% of the
@@ -123,7 +141,8 @@ Credentials and endpoint: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT
 \b
 Exit codes:
   0  in step (or nothing to do; --watch stopped by Ctrl-C/SIGTERM)
-  1  some transfers or deletions failed (listed on stderr)
+  1  some files could not be read, or some transfers or deletions failed (each listed on
+     stderr; --dry-run too, for files the real run could not read)
   2  usage error, or refused (unsafe --delete, missing source folder)
   3  S3 unusable: credentials refused, no such bucket, endpoint unreachable
 """
@@ -139,9 +158,13 @@ Exit codes:
 @click.option("-n", "--dry-run", is_flag=True, help="Print the plan; change nothing.")
 @click.option("--exclude", "excludes", multiple=True, metavar="GLOB",
               help="Leave out matching paths (repeatable; gitignore syntax, like .imgstackignore).")
+@click.option("--checksum", is_flag=True, help="Read and hash every file the sizes do not tell apart (ignore the hash cache).")
+@click.option("--follow-symlinks", is_flag=True, help="Walk into symlinked folders (default: skip them with a notice).")
 @click.option("--watch", is_flag=True, help="After syncing, keep watching the folder and push changes (push only).")
 @click.option("--debounce", type=click.IntRange(min=1), default=1600, show_default=True, metavar="MS",
-              help="With --watch: gather changes for up to this many milliseconds.")
+              help="With --watch: upload a file once its size and mtime have not changed for this long.")
+@click.option("--reconcile", type=click.FloatRange(min=0.1), default=DEFAULT_RECONCILE, show_default=True,
+              metavar="SECONDS", help="With --watch: a full run at least this often, events or not.")
 @click.option("--print-urls", is_flag=True, help="Print a signed URL for every uploaded image (stdout).")
 @click.option("--key", envvar="SECURITY_KEY", show_envvar=True, help="Signing key for --print-urls.")
 @click.option("--base", envvar="IMGSTACK_URL", show_envvar=True, default="", metavar="URL",
@@ -163,7 +186,8 @@ Exit codes:
 @click.option("-v", "--verbose", is_flag=True, help="List every transfer and deletion.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar, no summary line.")
 def command(src: str, dest: str, delete: bool, force: bool, max_delete: str | None, dry_run: bool,
-            excludes: tuple[str, ...], watch: bool, debounce: int, print_urls: bool, key: str | None,
+            excludes: tuple[str, ...], checksum: bool, follow_symlinks: bool, watch: bool, debounce: int,
+            reconcile: float, print_urls: bool, key: str | None,
             base: str, size: tuple[int | None, int | None] | None, expires_in: int | None, algorithm: str,
             endpoint_url: str | None, jobs: int, multipart_threshold: int, part_size: int, verbose: bool,
             quiet: bool) -> None:
@@ -186,7 +210,7 @@ def command(src: str, dest: str, delete: bool, force: bool, max_delete: str | No
     folder = Path(dest if direction == "pull" else src).expanduser()
     job = SyncJob(direction, folder, location, delete=delete, dry_run=dry_run, policy=policy,
                   excludes=excludes, jobs=jobs, multipart_threshold=multipart_threshold,
-                  part_size=max(part_size, 5 << 20))
+                  part_size=max(part_size, 5 << 20), checksum=checksum, follow_symlinks=follow_symlinks)
 
     url_for = None
     if print_urls:
@@ -203,10 +227,19 @@ def command(src: str, dest: str, delete: bool, force: bool, max_delete: str | No
 
     settings = S3Settings.from_env(endpoint_url=endpoint_url, max_pool_connections=max(32, jobs * 2))
     reporter = _CliReporter(bar=not quiet and sys.stderr.isatty(), verbose=verbose, url_for=url_for)
-    syncer = Syncer(job, client(settings), reporter=reporter)
+    hasher = Hasher(HashCache.load(cache_file(folder)), verify=checksum)
+    syncer = Syncer(job, client(settings), hasher=hasher, reporter=reporter)
+    watcher = None
+    if watch:
+        def show(outcome: Outcome) -> None:
+            if not quiet and (outcome.failures or not outcome.plan.empty):  # type: ignore[union-attr]
+                click.echo(outcome.summary(), err=True)
+
+        watcher = Watcher(syncer, quiet=debounce / 1000, reconcile=reconcile, on_outcome=show,
+                          on_error=lambda error: click.echo(f"Error: {error}", err=True))
 
     try:
-        outcome = syncer.run()
+        outcome = watcher.run_once() if watcher is not None else syncer.run()
     except SyncError as error:
         raise _fail(error) from None
     if dry_run and outcome.plan is not None:
@@ -214,20 +247,28 @@ def command(src: str, dest: str, delete: bool, force: bool, max_delete: str | No
             click.echo(line)
     if not quiet:
         click.echo(outcome.summary(), err=True)
-    if watch:
-        outcome = _watch(syncer, debounce, quiet) or outcome
+    if watcher is not None:
+        outcome = _watch(watcher, quiet) or outcome
     sys.exit(EXIT_OK if outcome.ok else EXIT_FAILED)
 
 
-def _watch(syncer: Syncer, debounce: int, quiet: bool) -> Outcome | None:
-    """Sync again after every batch of changes until Ctrl-C or SIGTERM. Each batch is a full run
-    (one listing, same safety rules); the hash cache spares unchanged files. Returns the last
-    outcome."""
+def _watch(watcher: Watcher, quiet: bool) -> Outcome | None:
+    """Watch the folder until Ctrl-C or SIGTERM; the :class:`Watcher` decides when to run and
+    which files are complete. Returns the last outcome."""
     import watchfiles
 
-    root = syncer.job.root
+    root = watcher.syncer.job.root
     stop = threading.Event()
     previous: dict[int, Any] = {}
+    events: queue.Queue[Any] = queue.Queue()
+
+    def feed() -> None:
+        # short grouping here: the Watcher's quiet interval decides when a file is complete
+        try:
+            for changes in watchfiles.watch(root, stop_event=stop, debounce=200, raise_interrupt=False):
+                events.put(changes)
+        except Exception as error:  # noqa: BLE001 - e.g. the folder vanished: the Watcher says so
+            events.put(error)
 
     def on_signal(signum: int, frame: Any) -> None:
         if stop.is_set():  # a second Ctrl-C: stop now
@@ -238,23 +279,17 @@ def _watch(syncer: Syncer, debounce: int, quiet: bool) -> Outcome | None:
     if in_main:
         for signum in (signal.SIGINT, signal.SIGTERM):
             previous[signum] = signal.signal(signum, on_signal)
-    last: Outcome | None = None
+    thread = threading.Thread(target=feed, name="imgstack-sync-watch", daemon=True)
+    thread.start()
     if not quiet:
         click.echo(f"watching {root} (Ctrl-C to stop)", err=True)
     try:
-        for _changes in watchfiles.watch(root, stop_event=stop, debounce=debounce, raise_interrupt=False):
-            if stop.is_set():
-                break
-            if not root.is_dir():
-                raise _Exit(f"source folder {root} disappeared: stopped watching", EXIT_REFUSED)
-            try:
-                last = syncer.run()
-            except SyncError as error:  # refused or S3 unreachable: say so, keep watching
-                click.echo(f"Error: {error}", err=True)
-                continue
-            if not quiet and not last.plan.empty:  # type: ignore[union-attr]
-                click.echo(last.summary(), err=True)
+        last = watcher.watch(events, stop)
+    except Refused as error:  # the folder disappeared
+        raise _Exit(str(error), EXIT_REFUSED) from None
     finally:
+        stop.set()
+        thread.join(timeout=10)
         for signum, handler in previous.items():
             signal.signal(signum, handler)
     if not quiet:

@@ -8,26 +8,33 @@ How a run works (:class:`Syncer`):
 2. plan (:func:`make_plan`, pure): a path on one side only is new (or extra); a path on both is
    compared by size first, then content (:class:`Checker`: local MD5 against the ETag, a
    multipart ETag recomputed locally, or the MD5 we store in every object's metadata) — local
-   files are hashed only when the sizes match;
+   files are hashed only when the sizes match, and only once per identity (size, mtime, ctime,
+   inode) thanks to the :class:`HashCache` (persistent for the CLI);
 3. check deletions against the :class:`DeletePolicy` (an empty source or too many deletions is
    refused unless forced: an unmounted disk must not wipe the bucket);
 4. transfer in a thread pool sharing one boto3 client, then delete.
 
-Errors (``thumbor_plugins.sync.errors``; single transfer failures are values in
-:attr:`Outcome.failures`, exit code 1)::
+``--watch`` (:class:`Watcher`) repeats full runs, holding back files still being written and
+retrying failures with backoff.
+
+Errors (``thumbor_plugins.sync.errors``). Failures of single files — unreadable, vanished,
+changed while read (:class:`FileChanged`), a transfer or deletion refused — are values in
+:attr:`Outcome.failures` (exit code 1): the rest of the run goes on::
 
     SyncError
      ├── Refused       unsafe plan or inconsistent arguments, nothing changed     (exit code 2)
      └── RemoteError   credentials refused, no such bucket, S3 unreachable       (exit code 3)
 """
 
-from ._checksum import MD5_METADATA, Checker, Hasher, LocalFile, RemoteObject
+from ._cache import HashCache
+from ._checksum import MD5_METADATA, Checker, FileChanged, Hasher, LocalFile, RemoteObject
 from ._ignore import IGNORE_FILE, IgnoreRules
 from ._location import S3Location
 from ._mime import content_type
 from ._plan import Change, DeletePolicy, Plan, make_plan
 from ._run import DEFAULT_JOBS, DEFAULT_MULTIPART_THRESHOLD, DEFAULT_PART_SIZE, Outcome, Reporter, SyncJob, Syncer
-from ._sides import list_remote, scan_local
+from ._sides import ScanReport, list_remote, scan_local
+from ._watch import Watcher
 from .errors import Refused, RemoteError, SyncError
 
 __all__ = [
@@ -39,6 +46,8 @@ __all__ = [
     "Change",
     "Checker",
     "DeletePolicy",
+    "FileChanged",
+    "HashCache",
     "Hasher",
     "IgnoreRules",
     "LocalFile",
@@ -49,9 +58,11 @@ __all__ = [
     "RemoteObject",
     "Reporter",
     "S3Location",
+    "ScanReport",
     "SyncError",
     "SyncJob",
     "Syncer",
+    "Watcher",
     "content_type",
     "list_remote",
     "make_plan",

@@ -1,4 +1,4 @@
-"""Content checks: MD5 of local files (cached by size and mtime), S3 ETags.
+"""Content checks: MD5 of local files (cached by identity, see :class:`HashCache`), S3 ETags.
 
 An ETag is the MD5 of the content for a single-part upload, and ``md5(part md5s)-N`` for a
 multipart one, which depends on the part size the uploader chose. We store the content MD5 in the
@@ -9,11 +9,18 @@ recomputed locally for the usual part sizes; and only then one HEAD for the stor
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import os
 import re
-from collections.abc import Callable, Iterable
+import stat as stat_
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
+
+from ._cache import HashCache, Identity
 
 MiB = 1024 * 1024
 _BLOCK = 1 * MiB
@@ -27,10 +34,23 @@ MD5_METADATA = "md5"
 
 @dataclass(frozen=True)
 class LocalFile:
+    """A file as the scan saw it. ``ctime_ns`` and ``ino`` (0: unknown) make the hash cache
+    notice a same-size rewrite that restored the old mtime, or a file replaced by another."""
+
     rel: str
     path: Path
     size: int
     mtime_ns: int = 0
+    ctime_ns: int = 0
+    ino: int = 0
+
+    @classmethod
+    def from_stat(cls, rel: str, path: Path, st: os.stat_result) -> "LocalFile":
+        return cls(rel, path, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+
+    @property
+    def identity(self) -> Identity:
+        return (self.size, self.mtime_ns, self.ctime_ns, self.ino)
 
 
 @dataclass(frozen=True)
@@ -39,6 +59,34 @@ class RemoteObject:
     key: str
     size: int
     etag: str  # without quotes
+    last_modified: float | None = None  # POSIX time, from the listing
+
+
+class FileChanged(OSError):
+    """The file is not the one the scan saw any more (rewritten, replaced, or changed while being
+    read). Reported for that file; the next run sees the new one."""
+
+
+def _same(file: LocalFile, st: os.stat_result) -> bool:
+    return (st.st_size == file.size and st.st_mtime_ns == file.mtime_ns
+            and (not file.ino or st.st_ino == file.ino))
+
+
+@contextmanager
+def open_scanned(file: LocalFile) -> Iterator[BinaryIO]:
+    """Open ``file`` for reading, only if it is still the regular file the scan saw: a FIFO put in
+    its place must not block us (O_NONBLOCK), a folder or a rewritten file is a :class:`FileChanged`.
+    On leaving, checks the file did not change while it was read (:class:`FileChanged`)."""
+    fd = os.open(file.path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    with os.fdopen(fd, "rb") as handle:
+        st = os.fstat(fd)
+        if not stat_.S_ISREG(st.st_mode):
+            raise FileChanged(errno.EINVAL, "not a regular file any more", str(file.path))
+        if file.mtime_ns and not _same(file, st):
+            raise FileChanged(errno.ESTALE, "changed since the scan", str(file.path))
+        yield handle
+        if file.mtime_ns and not _same(file, os.fstat(fd)):
+            raise FileChanged(errno.ESTALE, "changed while being read", str(file.path))
 
 
 def is_plain_md5(etag: str) -> bool:
@@ -46,25 +94,37 @@ def is_plain_md5(etag: str) -> bool:
 
 
 class Hasher:
-    """MD5 and multipart ETags of local files. Results are cached by (path, size, mtime), so a
-    long-running ``--watch`` does not hash unchanged files again. Thread-safe (a lost race only
-    hashes twice)."""
+    """MD5 and multipart ETags of local files, through a :class:`HashCache` keyed by the file's
+    identity (size, mtime, ctime, inode): an unchanged file is read once, in this process
+    (``--watch``) or, with a persistent cache, across runs. ``verify=True`` (``--checksum``)
+    reads every file again, whatever the cache says. Thread-safe (a lost race only hashes twice).
+    Reading raises ``OSError`` (:class:`FileChanged` when the file is not the scanned one)."""
 
-    def __init__(self) -> None:
-        self._md5: dict[tuple[str, int, int], str] = {}
+    def __init__(self, cache: HashCache | None = None, *, verify: bool = False) -> None:
+        self.cache = cache if cache is not None else HashCache()
+        self.verify = verify
         self.files_hashed = 0
+        self.bytes_read = 0  # what the content checks cost (a no-op run with a warm cache: 0)
 
     def md5(self, file: LocalFile) -> str:
-        cache_key = (str(file.path), file.size, file.mtime_ns)
-        cached = self._md5.get(cache_key)
+        cached = None if self.verify else self.cache.md5(file.rel, file.identity)
         if cached is None:
             digest = hashlib.md5(usedforsecurity=False)
-            with open(file.path, "rb") as f:
+            with open_scanned(file) as f:
                 while block := f.read(_BLOCK):
                     digest.update(block)
-            cached = self._md5[cache_key] = digest.hexdigest()
+                    self.bytes_read += len(block)
+            cached = digest.hexdigest()
+            self.cache.put(file.rel, file.identity, md5=cached)
             self.files_hashed += 1
         return cached
+
+    def matched(self, file: LocalFile, etag: str) -> bool:
+        """Whether ``etag`` is already known to be this very file's content (no reading)."""
+        return not self.verify and self.cache.matched(file.rel, file.identity, etag)
+
+    def remember(self, file: LocalFile, etag: str) -> None:
+        self.cache.put(file.rel, file.identity, etag=etag)
 
     def multipart_etags(self, file: LocalFile, parts: int, part_sizes: Iterable[int]) -> set[str]:
         """The multipart ETags of ``file`` in ``parts`` parts, one per plausible part size, in one
@@ -81,13 +141,14 @@ class Hasher:
         current = {p: hashlib.md5(usedforsecurity=False) for p in sizes}
         digests: dict[int, list[bytes]] = {p: [] for p in sizes}
         pos = 0
-        with open(file.path, "rb") as f:
+        with open_scanned(file) as f:
             while True:
                 step = min([_BLOCK] + [p - pos % p for p in sizes])
                 block = f.read(step)
                 if not block:
                     break
                 pos += len(block)
+                self.bytes_read += len(block)
                 for p in sizes:
                     current[p].update(block)
                     if pos % p == 0:
@@ -120,14 +181,20 @@ class Checker:
         if local.size != remote.size:
             return "size"  # no hashing
         etag = remote.etag.lower()
+        if etag and self.hasher.matched(local, etag):
+            return None  # this file, unchanged, was already found to be this object: no reading
+        same = self._same(local, remote, etag)
+        if same and etag:
+            self.hasher.remember(local, etag)
+        return None if same else ("unverified" if same is None else "content")
+
+    def _same(self, local: LocalFile, remote: RemoteObject, etag: str) -> bool | None:
         md5 = self.hasher.md5(local)
         if is_plain_md5(etag):
-            return None if md5 == etag else "content"
+            return md5 == etag
         match = _MULTIPART.fullmatch(etag)
         if match and etag in self.hasher.multipart_etags(local, int(match["parts"]), self.part_sizes):
-            return None
+            return True
         self.heads += 1
         stored = self.stored_md5(remote)
-        if stored:
-            return None if stored.lower() == md5 else "content"
-        return "unverified"
+        return stored.lower() == md5 if stored else None

@@ -17,7 +17,9 @@ Direction = Literal["push", "pull"]
 @dataclass(frozen=True)
 class Change:
     """One thing to do. ``reason``: ``new``, ``size``, ``content``, ``unverified`` for a
-    transfer; ``extra`` for a deletion (the destination has it, the source does not)."""
+    transfer; ``extra`` for a deletion (the destination has it, the source does not); for a
+    skipped path, why it could not be compared (an ``OSError``'s message); ``settling`` for a
+    path held back (still being written)."""
 
     rel: str
     size: int
@@ -32,6 +34,10 @@ class Plan:
     unchanged: int
     source_count: int
     dest_count: int
+    #: paths whose content could not be read to compare them: neither transferred nor deleted
+    skipped: tuple[Change, ...] = ()
+    #: paths left out of this run on purpose (``--watch``: still being written)
+    held: tuple[Change, ...] = ()
 
     @property
     def transfer_bytes(self) -> int:
@@ -48,24 +54,42 @@ class Plan:
             yield f"{verb} {c.rel!r} ({c.reason}, {c.size} bytes)"
         for c in self.deletions:
             yield f"delete {c.rel!r} (not in {source})"
+        for c in self.skipped:
+            yield f"cannot read {c.rel!r}: {c.reason}"
 
 
 def make_plan(direction: Direction, local: Mapping[str, LocalFile], remote: Mapping[str, RemoteObject], *,
               delete: bool, differs: Callable[[LocalFile, RemoteObject], str | None],
               map_: Callable[..., Iterable] = map) -> Plan:
     """Compare the two sides. ``differs(local, remote)`` is called only for paths on both sides
-    (through ``map_``, e.g. an executor's ``map`` to hash in parallel); nothing else does I/O."""
+    (through ``map_``, e.g. an executor's ``map`` to hash in parallel); nothing else does I/O.
+    When ``differs`` raises ``OSError`` (the local file vanished, cannot be read, changed while
+    read) that path alone is :attr:`Plan.skipped`: neither transferred nor deleted."""
     source, dest = (local, remote) if direction == "push" else (remote, local)
     both = sorted(rel for rel in source if rel in dest)
-    reasons = dict(zip(both, map_(lambda rel: differs(local[rel], remote[rel]), both)))
-    transfers = []
+
+    def compare(rel: str) -> str | None | OSError:
+        try:
+            return differs(local[rel], remote[rel])
+        except OSError as error:
+            return error
+
+    reasons = dict(zip(both, map_(compare, both)))
+    transfers, skipped = [], []
     for rel in sorted(source):
         reason = reasons[rel] if rel in reasons else "new"
-        if reason is not None:
+        if isinstance(reason, OSError):
+            skipped.append(Change(rel, local[rel].size, _os_message(reason)))
+        elif reason is not None:
             transfers.append(Change(rel, source[rel].size, reason))
     deletions = tuple(Change(rel, dest[rel].size, "extra") for rel in sorted(dest) if rel not in source) if delete else ()
     unchanged = sum(1 for r in reasons.values() if r is None)
-    return Plan(direction, tuple(transfers), deletions, unchanged, len(source), len(dest))
+    return Plan(direction, tuple(transfers), deletions, unchanged, len(source), len(dest), tuple(skipped))
+
+
+def _os_message(error: OSError) -> str:
+    """``strerror`` without the path (the line names the file already), else the text."""
+    return error.strerror or str(error) or type(error).__name__
 
 
 _LIMIT = re.compile(r"(?P<number>[0-9]+(?:\.[0-9]+)?)(?P<percent>%)?")

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import logging
 import os
+import stat as stat_
+from contextlib import suppress
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,42 +19,83 @@ from .errors import RemoteError
 log = logging.getLogger("imgstack.sync")
 
 
-def scan_local(root: Path, rules: IgnoreRules, problems: list[str] | None = None) -> dict[str, LocalFile]:
-    """Regular files under ``root`` by relative POSIX path. Symlinked files are followed,
-    symlinked folders are not (no loops). Names that are not valid UTF-8 cannot be keys: skipped
-    with a warning. Folders or files that cannot be read are appended to ``problems``: the
-    listing is then incomplete, and callers must not delete on its basis."""
+@dataclass
+class ScanReport:
+    """What a walk of the folder could not take in. ``problems``: (rel, message) for files and
+    folders that could not be read — failures, and nothing at or under such a rel may be deleted
+    on the basis of this walk (rel ``""`` is the folder itself, a folder's rel ends with ``/``).
+    ``notices``: things deliberately skipped (symlinked folders, dangling symlinks, special files),
+    one line each."""
+
+    problems: list[tuple[str, str]] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)
+
+    def protects(self, rel: str) -> bool:
+        """Whether ``rel`` is at or under a path that could not be read."""
+        return any(rel == p or (p.endswith("/") or p == "") and rel.startswith(p) for p, _ in self.problems)
+
+
+def scan_local(root: Path, rules: IgnoreRules, report: ScanReport | None = None, *,
+               follow_symlinks: bool = False) -> dict[str, LocalFile]:
+    """Regular files under ``root`` by relative POSIX path. Symlinked files are followed;
+    symlinked folders only with ``follow_symlinks`` (each real folder once: no loops), else they
+    are skipped with a notice, as are dangling symlinks and special files (FIFOs, sockets,
+    devices). Names that are not valid UTF-8 cannot be keys: skipped with a notice. Folders or
+    files that cannot be read go to ``report.problems``."""
     found: dict[str, LocalFile] = {}
-    problems = [] if problems is None else problems
+    report = ScanReport() if report is None else report
+    seen_dirs: set[tuple[int, int]] = set()
+    if follow_symlinks:
+        with suppress(OSError):
+            st = root.stat()
+            seen_dirs.add((st.st_dev, st.st_ino))
     stack = [(root, "")]
     while stack:
         folder, rel_folder = stack.pop()
         try:
             entries = list(os.scandir(folder))
         except OSError as error:
-            log.warning("cannot read %s: %s", folder, error)
-            problems.append(f"cannot read {folder}: {error}")
+            report.problems.append((rel_folder, f"cannot read folder {folder}: {error.strerror or error}"))
             continue
         for entry in entries:
             rel = f"{rel_folder}{entry.name}"
             try:
                 rel.encode("utf-8")
             except UnicodeEncodeError:
-                log.warning("skipping %r: its name is not valid UTF-8", os.fsdecode(entry.path))
+                report.notices.append(f"skipping {os.fsdecode(entry.path)!r}: its name is not valid UTF-8")
                 continue
             try:
                 if entry.is_dir(follow_symlinks=False):
                     if not rules.dir_ignored(rel):
                         stack.append((Path(entry.path), rel + "/"))
                     continue
-                if rules.ignored(rel) or not entry.is_file(follow_symlinks=True):
+                if rules.ignored(rel):
                     continue
-                stat = entry.stat(follow_symlinks=True)
+                if entry.is_symlink():
+                    try:
+                        target = os.stat(entry.path)
+                    except FileNotFoundError:
+                        report.notices.append(f"skipping {rel!r}: dangling symlink (to {os.readlink(entry.path)!r})")
+                        continue
+                    if stat_.S_ISDIR(target.st_mode):
+                        if not follow_symlinks:
+                            report.notices.append(f"skipping {rel!r}: symlinked folder (see --follow-symlinks)")
+                        elif rules.dir_ignored(rel):
+                            pass
+                        elif (target.st_dev, target.st_ino) in seen_dirs:
+                            report.notices.append(f"skipping {rel!r}: symlink to a folder already synced (a loop?)")
+                        else:
+                            seen_dirs.add((target.st_dev, target.st_ino))
+                            stack.append((Path(entry.path), rel + "/"))
+                        continue
+                if not entry.is_file(follow_symlinks=True):
+                    report.notices.append(f"skipping {rel!r}: not a regular file")
+                    continue
+                st = entry.stat(follow_symlinks=True)
             except OSError as error:  # vanished or unreadable while we walk
-                log.warning("skipping %s: %s", entry.path, error)
-                problems.append(f"cannot read {entry.path}: {error}")
+                report.problems.append((rel, f"cannot read: {error.strerror or error}"))
                 continue
-            found[rel] = LocalFile(rel, Path(entry.path), stat.st_size, stat.st_mtime_ns)
+            found[rel] = LocalFile.from_stat(rel, Path(entry.path), st)
     return found
 
 
@@ -87,7 +131,9 @@ def list_remote(client: Any, location: S3Location, rules: IgnoreRules) -> dict[s
                 rel = location.rel(key)
                 if rel is None or rules.ignored(rel):
                     continue
-                found[rel] = RemoteObject(rel, key, int(item["Size"]), item.get("ETag", "").strip('"'))
+                modified = item.get("LastModified")
+                found[rel] = RemoteObject(rel, key, int(item["Size"]), item.get("ETag", "").strip('"'),
+                                          modified.timestamp() if modified is not None else None)
     except Exception as error:  # noqa: BLE001 - every failure of the listing is a RemoteError
         raise remote_error(error, location, "listing") from error
     return found
