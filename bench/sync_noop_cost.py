@@ -13,10 +13,14 @@ Wall time and the child's CPU time (user + sys, from ``resource.getrusage``) are
 (to measure an older copy, "before"). The hash cache goes to a temp dir
 (``IMGSTACK_SYNC_CACHE_DIR``), so the first no-op run after the upload is measured as it is.
 
+Side by side, the same no-op with ``aws s3 sync`` (AWS CLI v1 from PyPI, in a virtualenv of its
+own under ``.cache/bench/aws-venv``, made on first use), the peer the goal is stated against:
+a no-op ``imgstack sync`` under 2x ``aws s3 sync``'s time (``--no-aws`` skips it).
+
 Writes bench/results/sync_noop_cost[-LABEL].json and .md.
 
 Run: .venv/bin/python bench/sync_noop_cost.py [--files 10000] [--large 4] [--large-mb 250] [--runs 3]
-     [--code /tmp/old-copy --label before]
+     [--code /tmp/old-copy --label before] [--no-aws]
 """
 
 from __future__ import annotations
@@ -72,10 +76,21 @@ def timed_cli(cmd: list[str], env: dict, runs: int) -> dict:
         cpus.append((after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime))
         if done.returncode != 0:
             raise SystemExit(f"sync failed ({done.returncode}): {done.stderr}")
-        last = done.stderr.strip().splitlines()[-1]
+        last = (done.stderr.strip().splitlines() or [""])[-1]
     return {"wall_s": [round(w, 3) for w in walls], "cpu_s": [round(c, 3) for c in cpus],
             "median_wall_s": round(statistics.median(walls), 3), "median_cpu_s": round(statistics.median(cpus), 3),
             "last": last}
+
+
+def aws_cli() -> Path:
+    """The ``aws`` command of a virtualenv of its own (the project's botocore is newer than the
+    one awscli v1 pins)."""
+    venv = ROOT / ".cache" / "bench" / "aws-venv"
+    aws = venv / "bin" / "aws"
+    if not aws.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "awscli>=1.36,<2"], check=True)
+    return aws
 
 
 def main() -> None:
@@ -86,7 +101,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--code", type=Path, default=ROOT, help="folder holding the thumbor_plugins to measure")
     parser.add_argument("--label", default="")
+    parser.add_argument("--no-aws", action="store_true", help="do not time aws s3 sync beside it")
     args = parser.parse_args()
+    aws = None if args.no_aws else aws_cli()
     sys.path.insert(0, str(ROOT))
     from thumbor_plugins import embedded
 
@@ -118,6 +135,16 @@ def main() -> None:
                 results[name] = {"files": count, "bytes": nbytes, "initial_upload_s": round(upload_s, 1), **stats}
                 print(f"{name:6} {count} files {nbytes} bytes: no-op median {stats['median_wall_s']}s wall, "
                       f"{stats['median_cpu_s']}s CPU  runs {stats['wall_s']}  [{stats['last']}]", flush=True)
+                if aws is not None:
+                    # the same bucket prefix, already in step: aws compares size and mtime
+                    aws_cmd = [str(aws), "s3", "sync", str(root), f"s3://{BUCKET}/{name}/",
+                               "--endpoint-url", server.endpoint_url, "--only-show-errors"]
+                    subprocess.run(aws_cmd, env=env, check=True, capture_output=True)  # its first run may copy
+                    aws_stats = timed_cli(aws_cmd, env, args.runs)
+                    results[name]["aws"] = {k: aws_stats[k] for k in ("median_wall_s", "median_cpu_s", "wall_s")}
+                    results[name]["ratio_to_aws"] = round(stats["median_wall_s"] / aws_stats["median_wall_s"], 2)
+                    print(f"{name:6} aws s3 sync no-op median {aws_stats['median_wall_s']}s wall: "
+                          f"imgstack / aws = {results[name]['ratio_to_aws']}x", flush=True)
                 subprocess.run(["rm", "-rf", str(root)], check=True)
         finally:
             server.stop()
@@ -131,9 +158,12 @@ def main() -> None:
     (out / f"sync_noop_cost{suffix}.json").write_text(json.dumps(report, indent=2) + "\n")
     lines = [f"# No-op `imgstack sync` cost ({report['label']})", "",
              f"CLI process per run, median of {args.runs}; SeaweedFS on loopback; {os.cpu_count()} cores.", "",
-             "| tree | files | bytes | no-op wall (s) | no-op CPU (s) |", "|---|---:|---:|---:|---:|"]
+             "| tree | files | bytes | no-op wall (s) | no-op CPU (s) | aws s3 sync no-op wall (s) | imgstack / aws |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
     for name, r in results.items():
-        lines.append(f"| {name} | {r['files']} | {r['bytes']} | {r['median_wall_s']} | {r['median_cpu_s']} |")
+        aws_wall = r.get("aws", {}).get("median_wall_s", "–")
+        lines.append(f"| {name} | {r['files']} | {r['bytes']} | {r['median_wall_s']} | {r['median_cpu_s']} | "
+                     f"{aws_wall} | {r.get('ratio_to_aws', '–')}x |")
     (out / f"sync_noop_cost{suffix}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
