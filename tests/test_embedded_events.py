@@ -125,6 +125,15 @@ def test_folder_markers_and_multipart_staging_are_not_images(stack) -> None:  # 
 def test_the_access_log_file_holds_one_json_line_per_request_and_nothing_else(stack) -> None:  # noqa: ANN001
     import json
 
+    from thumbor_plugins import presets
+
+    stack["s3"].put_object(Bucket="images", Key="logged/hit.jpg", Body=solid((90, 90, 90)), ContentType="image/jpeg")
+    known = presets.load(None)
+    # the upload's warm stores every preset in every format: wait for it, then ask for one
+    assert until(lambda: len(derived(stack, "logged/hit.jpg")) >= len(known) * 3)[0]
+    hit = sign("images/logged/hit.jpg", base=stack["thumbor_url"], key=stack["security_key"],
+               params=known["thumb"], expires_in=3600)
+    assert httpx.get(hit, headers={"Accept": "image/webp"}).status_code == 200
     url = link(stack, "nothing-here.jpg")
     assert httpx.get(url).status_code == 404  # tornado would log this one as plain text
     assert httpx.get(url.replace("/60x40/", "/61x40/")).status_code == 403
@@ -136,4 +145,5 @@ def test_the_access_log_file_holds_one_json_line_per_request_and_nothing_else(st
         entry = json.loads(text)  # every line, not only ours
         assert {"cache_hit", "format", "status", "path"} <= set(entry)
     images = [json.loads(text) for text in log.read_text().splitlines() if '"kind":"image"' in text]
-    assert any(e["format"] in ("jpeg", "webp", "avif") and e["cache_hit"] is True for e in images)
+    logged = [e for e in images if "filters:expires" in e["path"] and "logged/hit.jpg" in e["path"]]
+    assert [(e["cache_hit"], e["format"]) for e in logged][-1] == (True, "webp")
