@@ -37,6 +37,8 @@ import jsonschema
 import pytest
 import yaml
 
+from . import local_nginx
+
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 ENV_EXAMPLE = ROOT / ".env.example"
@@ -655,9 +657,7 @@ def _free_port() -> int:
 
 def test_nginx_conf_really_caches_only_public(tmp_path):
     """The real conf in a real nginx, Thumbor replaced by a tiny HTTP server (where nginx is)."""
-    nginx = shutil.which("nginx") or next(
-        (p for p in ("/usr/sbin/nginx",) if Path(p).exists()), None)
-    if nginx is None:
+    if local_nginx.NGINX is None:
         pytest.skip("no nginx binary on this machine (apt-get install nginx-light to run this)")
     import http.server
     import threading
@@ -682,35 +682,7 @@ def test_nginx_conf_really_caches_only_public(tmp_path):
     upstream = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Upstream)
     threading.Thread(target=upstream.serve_forever, daemon=True).start()
     port = _free_port()
-    conf = NGINX_CONF.read_text()
-    # Only what cannot exist outside compose changes: Thumbor's address, DNS, port, paths.
-    # (`resolve` needs nginx >= 1.27.3; Debian's may be older.)
-    conf = re.sub(r"server thumbor:8888 resolve[^;]*;", f"server 127.0.0.1:{upstream.server_port};", conf)
-    conf = re.sub(r"resolver [^;]+;", "", conf)
-    conf = conf.replace("listen 8080;", f"listen 127.0.0.1:{port};")
-    conf = conf.replace("/var/cache/nginx/imgstack", str(tmp_path / "cache"))
-    (tmp_path / "default.conf").write_text(conf)
-    # as root, workers would drop to `nobody`, who cannot enter pytest's private tmp dir
-    user = "user root;" if os.geteuid() == 0 else ""
-    (tmp_path / "nginx.conf").write_text(textwrap.dedent(f"""\
-        {user}
-        worker_processes 1;
-        daemon off;
-        pid {tmp_path}/nginx.pid;
-        error_log {tmp_path}/error.log;
-        events {{}}
-        http {{
-            access_log off;
-            client_body_temp_path {tmp_path}/body;
-            proxy_temp_path {tmp_path}/proxy;
-            fastcgi_temp_path {tmp_path}/fastcgi;
-            uwsgi_temp_path {tmp_path}/uwsgi;
-            scgi_temp_path {tmp_path}/scgi;
-            include {tmp_path}/default.conf;
-        }}
-        """))
-    process = subprocess.Popen([nginx, "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf")],
-                               stderr=subprocess.PIPE)
+    process = local_nginx.start(tmp_path, [f"127.0.0.1:{upstream.server_port}"], {8080: port, 8081: _free_port()})
     try:
         def get(path, accept):
             request = urllib.request.Request(f"http://127.0.0.1:{port}{path}",

@@ -9,11 +9,7 @@ paths. Needs Debian's nginx (``.ci/run`` installs it); skipped with a reason wit
 from __future__ import annotations
 
 import os
-import re
-import shutil
 import signal
-import subprocess
-import textwrap
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -24,6 +20,7 @@ import pytest
 
 from thumbor_plugins import embedded
 
+from . import local_nginx
 from .conftest import BUCKET, DERIVED, EVENTS_TOKEN, sign, thumbor_env
 from .test_events import minio_event
 from .test_ops import scrape, value
@@ -31,8 +28,6 @@ from .test_serving import upload
 
 pytestmark = pytest.mark.integration
 
-CACHE_CONF = Path(__file__).resolve().parents[1] / "compose" / "nginx" / "cache.conf"
-NGINX = shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if Path(p).exists()), None)
 
 
 class Replica:
@@ -65,38 +60,12 @@ class Replica:
 
 @pytest.fixture(scope="module")
 def cluster(s3_server, tmp_path_factory):  # noqa: ANN001, ANN201
-    if NGINX is None:
+    if local_nginx.NGINX is None:
         pytest.skip("no nginx binary on this machine (.ci/run installs Debian's nginx-light)")
     tmp = tmp_path_factory.mktemp("scale-out")
     replicas = [Replica(s3_server, tmp, "a"), Replica(s3_server, tmp, "b")]
     public, internal = embedded.free_port(), embedded.free_port()
-    conf = CACHE_CONF.read_text()
-    servers = "\n".join(f"    server 127.0.0.1:{r.port} max_fails=2 fail_timeout=10s;" for r in replicas)
-    conf, count = re.subn(r"^\s*server thumbor:8888 resolve([^;]*);", servers, conf, flags=re.M)
-    assert count == 1, "cache.conf's upstream changed: update this test"
-    conf = re.sub(r"resolver [^;]+;", "", conf)
-    conf = conf.replace("listen 8080;", f"listen 127.0.0.1:{public};").replace("listen 8081;", f"listen 127.0.0.1:{internal};")
-    conf = conf.replace("/var/cache/nginx/imgstack", str(tmp / "cache"))
-    (tmp / "default.conf").write_text(conf)
-    user = "user root;" if os.geteuid() == 0 else ""
-    (tmp / "nginx.conf").write_text(textwrap.dedent(f"""\
-        {user}
-        worker_processes 1;
-        daemon off;
-        pid {tmp}/nginx.pid;
-        error_log {tmp}/error.log;
-        events {{}}
-        http {{
-            access_log off;
-            client_body_temp_path {tmp}/body;
-            proxy_temp_path {tmp}/proxy;
-            fastcgi_temp_path {tmp}/fastcgi;
-            uwsgi_temp_path {tmp}/uwsgi;
-            scgi_temp_path {tmp}/scgi;
-            include {tmp}/default.conf;
-        }}
-        """))
-    nginx = subprocess.Popen([NGINX, "-p", str(tmp), "-c", str(tmp / "nginx.conf")], stderr=subprocess.PIPE)
+    nginx = local_nginx.start(tmp, [f"127.0.0.1:{r.port}" for r in replicas], {8080: public, 8081: internal})
     base = f"http://127.0.0.1:{public}"
     try:
         for _ in range(100):
