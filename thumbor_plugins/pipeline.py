@@ -99,15 +99,7 @@ class Settings:
 
     @classmethod
     def from_config(cls, config: Any, signer: Signer, known_filters: Mapping[str, Pattern[str]] | None) -> Settings:
-        """From a Thumbor config (our names, the tc_aws aliases through ``config.setting``)."""
-        from .config import setting
-
-        allowed = setting(config, "IMGSTACK_ALLOWED_BUCKETS")
-        if isinstance(allowed, str):
-            allowed = tuple(b.strip() for b in allowed.split(",") if b.strip())
-        fixed = setting(config, "IMGSTACK_BUCKET") or None
-        if fixed and fixed not in allowed:
-            allowed = (*allowed, fixed)
+        """From a Thumbor config (our names, the tc_aws aliases: :func:`sources.locate_options`)."""
         return cls(
             signer=signer,
             known_filters=known_filters,
@@ -116,9 +108,7 @@ class Settings:
             max_lifetime=int(config.IMGSTACK_MAX_LINK_LIFETIME or 0),
             max_filters=int(config.IMGSTACK_MAX_FILTERS or 0),
             only_presets=presets.load(config.IMGSTACK_PRESETS_FILE) if config.IMGSTACK_ONLY_PRESETS else None,
-            allowed_buckets=tuple(allowed),
-            fixed_bucket=fixed,
-            root_path=setting(config, "IMGSTACK_LOADER_ROOT_PATH") or "",
+            **sources.locate_options(config),
             auto_avif=bool(config.AUTO_AVIF),
             auto_webp=bool(config.AUTO_WEBP),
             max_age=int(config.MAX_AGE or 0),

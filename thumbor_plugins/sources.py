@@ -70,18 +70,23 @@ def locate(
     return Source(bucket, key)
 
 
-def from_config(image: str, config) -> Source:  # type: ignore[no-untyped-def]
-    """:func:`locate` with the loader settings of a Thumbor config (ours, or the tc_aws names)."""
+def locate_options(config) -> dict:  # type: ignore[no-untyped-def]
+    """:func:`locate`'s keyword arguments from a Thumbor config (ours, or the tc_aws names)."""
     from .config import setting
 
     allowed = setting(config, "IMGSTACK_ALLOWED_BUCKETS")
-    fixed = setting(config, "IMGSTACK_BUCKET")
+    fixed = setting(config, "IMGSTACK_BUCKET") or None
     if isinstance(allowed, str):
         allowed = tuple(b.strip() for b in allowed.split(",") if b.strip())
     if fixed and fixed not in allowed:
         allowed = (*allowed, fixed)
-    return locate(image, allowed_buckets=tuple(allowed), fixed_bucket=fixed,
-                  root_path=setting(config, "IMGSTACK_LOADER_ROOT_PATH") or "")
+    return {"allowed_buckets": tuple(allowed), "fixed_bucket": fixed,
+            "root_path": setting(config, "IMGSTACK_LOADER_ROOT_PATH") or ""}
+
+
+def from_config(image: str, config) -> Source:  # type: ignore[no-untyped-def]
+    """:func:`locate` with the loader settings of a Thumbor config."""
+    return locate(image, **locate_options(config))
 
 
 def url_path(bucket: str, key: str) -> str:
