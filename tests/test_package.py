@@ -1,15 +1,19 @@
-"""The wheel works outside the checkout: built from this tree, installed with its declared
-dependencies into a fresh virtualenv in another folder, it serves a preset URL and renders with
-the shipped config — no file of the checkout involved (issue: the package only worked from one).
+"""The wheel works outside the checkout: built from this tree, installed as the Dockerfile installs
+it (the production lock, then the wheel alone) into a fresh virtualenv in another folder, it serves
+a preset URL and renders with the shipped config — no file of the checkout involved (issue: the
+package only worked from one). And the version is written once, in pyproject.toml.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
+import tomllib
 import zipfile
+from importlib.metadata import version
 from pathlib import Path
 
 import httpx
@@ -18,8 +22,6 @@ import pytest
 from thumbor_plugins import embedded
 
 from .conftest import BUCKET, FIXTURES, SECURITY_KEY, thumbor_env
-
-pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -36,8 +38,13 @@ def installed(tmp_path_factory) -> Path:  # noqa: ANN001
     assert any(name.endswith("licenses/LICENSE") for name in names)
     venv = tmp / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
-    subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", str(wheel)],
+    pip = [str(venv / "bin" / "python"), "-m", "pip"]
+    subprocess.run([*pip, "install", "-q", "--require-hashes", "-r", str(ROOT / "requirements" / "production.txt")],
                    check=True, capture_output=True, timeout=900)
+    subprocess.run([*pip, "install", "-q", "--no-deps", str(wheel)], check=True, capture_output=True, timeout=300)
+    # the lock holds everything the wheel declares
+    check = subprocess.run([*pip, "check"], capture_output=True, text=True, timeout=120)
+    assert check.returncode == 0, check.stdout + check.stderr
     return venv
 
 
@@ -46,6 +53,7 @@ def clean_env(**extra: str) -> dict[str, str]:
     return {**env, **extra}
 
 
+@pytest.mark.integration
 def test_the_wheel_declares_no_development_tools(installed) -> None:  # noqa: ANN001
     listed = subprocess.run([str(installed / "bin" / "python"), "-m", "pip", "list", "--format=freeze"],
                             check=True, capture_output=True, text=True).stdout.lower()
@@ -55,6 +63,7 @@ def test_the_wheel_declares_no_development_tools(installed) -> None:  # noqa: AN
         assert f"{name}==" in listed
 
 
+@pytest.mark.integration
 def test_installed_cli_serves_a_preset_outside_the_checkout(installed, tmp_path) -> None:  # noqa: ANN001
     result = subprocess.run([str(installed / "bin" / "imgstack"), "url", "images/a.jpg", "--preset", "thumb"],
                             cwd=tmp_path, env=clean_env(SECURITY_KEY=SECURITY_KEY), capture_output=True, text=True,
@@ -63,6 +72,7 @@ def test_installed_cli_serves_a_preset_outside_the_checkout(installed, tmp_path)
     assert "/fit-in/320x320/images/a.jpg" in result.stdout
 
 
+@pytest.mark.integration
 def test_installed_thumbor_renders_with_the_shipped_config(installed, s3, s3_server, tmp_path) -> None:  # noqa: ANN001
     key = f"package-{time.time_ns()}/p.jpg"
     s3.put_object(Bucket=BUCKET, Key=key, Body=(FIXTURES / "800px-Guido-portrait-2014.jpg").read_bytes())
@@ -85,3 +95,16 @@ def test_installed_thumbor_renders_with_the_shipped_config(installed, s3, s3_ser
         assert response.headers["content-type"] == "image/jpeg"
     finally:
         process.stop()
+
+
+def test_the_version_is_written_once_and_reported_by_the_cli() -> None:
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    assert version("imgstack") == declared, "installed metadata is stale: run scripts/setup"
+    result = subprocess.run([str(Path(sys.executable).parent / "imgstack"), "--version"], capture_output=True,
+                            text=True, check=True, timeout=60)
+    assert result.stdout.strip() == f"imgstack, version {declared}"
+    import thumbor_plugins
+
+    assert thumbor_plugins.__version__ == declared
+    for path in (ROOT / "thumbor_plugins").rglob("*.py"):  # no second copy to forget
+        assert not re.search(rf"""["']{re.escape(declared)}["']""", path.read_text()), path

@@ -10,4 +10,12 @@ Thumbor-facing modules are flat because ``thumbor.conf`` names them:
 place that talks to S3, ``thumbor_plugins.config`` every setting of ours.
 """
 
-__version__ = "0.1.0"
+
+def __getattr__(name: str) -> str:
+    # The version is written once, in pyproject.toml; this is the installed distribution's, read
+    # only when asked so that importing the package stays free.
+    if name == "__version__":
+        from importlib.metadata import version
+
+        return version("imgstack")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

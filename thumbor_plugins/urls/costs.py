@@ -42,7 +42,7 @@ def check_costs(params: Params, max_filters: int = MAX_FILTERS) -> None:
         raise TooCostly(f"{len(filters)} filters: at most {max_filters}")
     for item in filters:
         bounds = ARGUMENT_BOUNDS.get(item.name, ())
-        for position, (value, bound) in enumerate(zip(_numbers(item.args), bounds)):
+        for position, (value, bound) in enumerate(zip(_numbers(item.args), bounds, strict=False)):
             if value is not None and abs(value) > bound:
                 raise TooCostly(f"{item.name}(): argument {position + 1} is {value:g}, at most {bound:g}")
         if item.name == "convolution":

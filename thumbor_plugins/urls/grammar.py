@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 
 from .errors import MalformedUrl
-from .params import Filter, Params
+from .params import Filter, Params, Size
 
 _PATH = re.compile(
     r"(?:(?P<debug>debug)/)?"
@@ -66,8 +66,10 @@ def split_filters(text: str) -> tuple[Filter, ...]:
     return tuple(filters)
 
 
-def _size(text: str | None) -> int | str | None:
-    return text if text in (None, "orig") else int(text)
+def _size(text: str | None) -> Size:
+    if text is None:
+        return None
+    return "orig" if text == "orig" else int(text)
 
 
 def parse(path: str) -> Params:

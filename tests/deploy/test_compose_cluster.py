@@ -4,38 +4,26 @@ for what must stay the same (images, secrets, init script)."""
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
-
 import pytest
-import yaml
 
-from .test_compose import (
-    COMPOSE_DIR,
-    NGINX_CONF,
+from .conftest import (
+    CLUSTER_FILE,
+    MINIO_LB_CONF,
     REQUIRED_SECRETS,
     MissingVariable,
-    _map_strings,
-    _schema_errors,
-    compose_validator,  # noqa: F401 - fixture
+    compose_interpolations,
     default_of,
     env_example,
     fake_env,
-    interpolate,
-    interpolations,
     load_compose,
+    schema_errors,
 )
 
-CLUSTER_FILE = Path(__file__).resolve().parents[1] / "docker-compose.cluster.yml"
-MINIO_LB_CONF = COMPOSE_DIR / "nginx" / "minio-lb.conf"
 NODES = [f"minio{n}" for n in range(1, 5)]
 
 
 def load_cluster(env: dict[str, str] | None = None) -> dict:
-    document = yaml.safe_load(CLUSTER_FILE.read_text())
-    if env is not None:
-        document = _map_strings(document, lambda text: interpolate(text, env))
-    return document
+    return load_compose(env, CLUSTER_FILE)
 
 
 @pytest.fixture(scope="module")
@@ -43,9 +31,9 @@ def services() -> dict:
     return load_cluster()["services"]
 
 
-def test_cluster_file_matches_the_compose_spec_schema(compose_validator) -> None:  # noqa: F811
-    assert _schema_errors(compose_validator, load_cluster()) == []
-    assert _schema_errors(compose_validator, load_cluster(fake_env())) == []
+def test_cluster_file_matches_the_compose_spec_schema(compose_validator) -> None:
+    assert schema_errors(compose_validator, load_cluster()) == []
+    assert schema_errors(compose_validator, load_cluster(fake_env())) == []
 
 
 def test_minio_is_distributed_over_four_nodes_of_two_drives(services) -> None:
@@ -75,9 +63,7 @@ def test_same_pinned_images_and_init_script_as_the_main_file(services) -> None:
 
 def test_every_secret_is_required_and_none_is_literal() -> None:
     used = set()
-    document = yaml.safe_load(CLUSTER_FILE.read_text())
-    found: list = []
-    _map_strings(document, lambda text: found.extend(interpolations(text)))
+    found = compose_interpolations(CLUSTER_FILE)
     for name, op, arg in found:
         if name in REQUIRED_SECRETS:
             used.add(name)
@@ -111,19 +97,6 @@ def test_everything_goes_through_the_balancers(services) -> None:
         assert env["MINIO_NOTIFY_WEBHOOK_QUEUE_DIR_THUMBOR"].startswith("/var/lib/minio-events")
     assert services["cache"]["depends_on"]["thumbor"]["condition"] == "service_healthy"
     assert "profiles" not in services["cache"]  # always on in the cluster
-
-
-def test_the_cache_balances_and_retries_only_idempotent_requests() -> None:
-    conf = NGINX_CONF.read_text()
-    public = conf.split("listen 8081;")[0]
-    assert re.search(r"server thumbor:8888 resolve max_fails=\d+ fail_timeout=\d+s;", conf)
-    assert re.search(r"^\s*keepalive \d+;", conf, re.M)
-    retry = re.search(r"proxy_next_upstream ([^;]+);", public).group(1).split()
-    assert retry == ["error", "timeout", "http_502", "http_503", "http_504"]
-    assert "non_idempotent" not in conf  # a POST is never sent twice
-    internal = conf.split("listen 8081;")[1]
-    assert "location = /events/minio" in internal and "proxy_next_upstream off;" in internal
-    assert re.search(r"location \^~ /events/\s*\{\s*return 404;", public)
 
 
 def test_the_s3_balancer_spreads_over_every_node_and_keeps_signatures_valid() -> None:

@@ -10,10 +10,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-kubernetes_validate = pytest.importorskip("kubernetes_validate", reason="kubernetes-validate not installed (test extra)")
+from .conftest import ROOT
+
+kubernetes_validate = pytest.importorskip("kubernetes_validate",
+                                          reason="kubernetes-validate not installed (test extra)")
 
 KUBERNETES_VERSION = "1.33.0"
-ROOT = Path(__file__).resolve().parents[1]
 BASE = ROOT / "deploy" / "kubernetes" / "base"
 OVERLAY = ROOT / "deploy" / "kubernetes" / "overlays" / "example"
 CLUSTER_SCOPED = {"Namespace"}
@@ -67,7 +69,8 @@ def overlay() -> list[dict]:
         target["spec"]["replicas"] = replica["count"]
     for entry in spec.get("patches", []):
         patch = yaml.safe_load((OVERLAY / entry["path"]).read_text())
-        [target] = [d for d in built if (d["kind"], d["metadata"]["name"]) == (patch["kind"], patch["metadata"]["name"])]
+        wanted = (patch["kind"], patch["metadata"]["name"])
+        [target] = [d for d in built if (d["kind"], d["metadata"]["name"]) == wanted]
         merge(target, patch)
     return built
 
