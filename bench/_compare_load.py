@@ -105,7 +105,7 @@ class TreeMonitor:
         while not self._stop.wait(0.1):
             self.peak_rss = max(self.peak_rss, rss_bytes(tree(self._roots())))
 
-    def __enter__(self) -> "TreeMonitor":
+    def __enter__(self) -> TreeMonitor:
         self._cpu_before = cpu_seconds(tree(self._roots()))
         self.peak_rss = rss_bytes(tree(self._roots()))
         self._thread.start()
@@ -165,7 +165,7 @@ class HealthProbe:
         self.latencies: list[float] = []
         self.failures = 0
 
-    def __enter__(self) -> "HealthProbe":
+    def __enter__(self) -> HealthProbe:
         self._process.start()
         return self
 

@@ -247,7 +247,7 @@ def chart(rows: list[dict], path: Path) -> None:
     heights = [len(labels) * len(series) for _, labels, series in panels]
     fig, axes = plt.subplots(len(panels), 1, figsize=(10, 1 + 0.25 * sum(heights) + 0.8 * len(panels)),
                              gridspec_kw={"height_ratios": heights}, squeeze=False)
-    for ax, (title, labels, series) in zip(axes[:, 0], panels):
+    for ax, (title, labels, series) in zip(axes[:, 0], panels, strict=True):
         _bars(ax, labels, series, title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -296,7 +296,7 @@ def write_reports(bench, files: dict[str, dict[str, Path]], seconds: float, *, g
     shipped = shipped_settings()
     found = goals(rows, goal_shapes)
     facts = {
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "cpu": _cpu_model(), "cores": args.cores, "commit": _commit(), "versions": _versions(),
         "command": " ".join([".venv/bin/python", "bench/compare.py", *sys.argv[1:]]),
         "options": {"duration_s": args.duration, "max_requests": args.max_requests,

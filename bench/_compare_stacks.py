@@ -13,9 +13,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from thumbor_plugins import embedded
-
 from _compare_load import describe, start_time, tree
+from thumbor_plugins import embedded
 
 HOST = "127.0.0.1"
 SECURITY_KEY = "bench-security-key-0123456789abcdef"
@@ -90,8 +89,9 @@ def _stock_value(name: str, value: object) -> object:
 def _environ_without_settings() -> dict[str, str]:
     """This process's environment minus anything that would change a server's settings: the
     bench measures the shipped defaults, whatever the shell exports."""
-    import thumbor_plugins.config  # noqa: F401 - defines our settings on Thumbor's Config
     from thumbor.config import Config
+
+    import thumbor_plugins.config  # noqa: F401 - defines our settings on Thumbor's Config
 
     settings = set(Config.class_defaults) | set(thumbor_plugins.config.SEED_ALIASES)
     return {name: value for name, value in os.environ.items()

@@ -42,12 +42,20 @@ sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
 import _compare_bare as bare  # noqa: E402
 from _compare_corpus import corpus as fetch_corpus  # noqa: E402
-from _compare_load import (  # noqa: E402
-    HealthProbe, Request, Run, TreeMonitor, http_run, percentile, pool_run, spread_per_group)
+from _compare_load import HealthProbe, Request, Run, TreeMonitor, http_run, percentile, pool_run, spread_per_group  # noqa: E402
 from _compare_report import write_reports  # noqa: E402
 from _compare_stacks import (  # noqa: E402
-    BUCKET, HOST, SECURITY_KEY, Server, ensure_stock_venv, s3_client, shipped_settings, start_ours, start_s3,
-    start_stock)
+    BUCKET,
+    HOST,
+    SECURITY_KEY,
+    Server,
+    ensure_stock_venv,
+    s3_client,
+    shipped_settings,
+    start_ours,
+    start_s3,
+    start_stock,
+)
 from thumbor_plugins.urls import build_url  # noqa: E402
 
 MIB = 1024 * 1024

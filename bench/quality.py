@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
 from report import write_report  # noqa: E402
+
 QUALITIES = [40, 50, 60, 65, 70, 75, 80, 85, 90, 95]
 FORMATS = {"jpeg": "JPEG", "webp": "WEBP", "avif": "AVIF"}
 TARGET_SSIM = 0.984
@@ -65,7 +66,7 @@ def main() -> int:
     table: dict[tuple[str, int], tuple[float, float]] = {}
     for fmt in FORMATS:
         for quality in QUALITIES:
-            sizes, scores = zip(*(measure(img, fmt, quality) for _, img in photos))
+            sizes, scores = zip(*(measure(img, fmt, quality) for _, img in photos), strict=True)
             table[(fmt, quality)] = (statistics.mean(sizes), statistics.mean(scores))
     target_ssim = TARGET_SSIM
     lines = [

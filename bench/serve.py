@@ -19,9 +19,8 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from thumbor_plugins import embedded  # noqa: E402
-
 from report import peak_rss_mb, write_report  # noqa: E402
+from thumbor_plugins import embedded  # noqa: E402
 from thumbor_plugins.urls import build_url  # noqa: E402
 
 KEY = "bench-security-key-0123456789abcdef"

@@ -23,11 +23,10 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from thumbor_plugins import embedded  # noqa: E402
-from thumbor_plugins.urls import Signer  # noqa: E402
-
 from report import peak_rss_mb, write_report  # noqa: E402
 from serve import KEY  # noqa: E402
+from thumbor_plugins import embedded  # noqa: E402
+from thumbor_plugins.urls import Signer  # noqa: E402
 
 OUTPUTS = {  # name -> path template; {i} makes every URL distinct (always a render)
     "300x200 crop": "{w}x200/{image}",
@@ -42,7 +41,8 @@ def originals() -> dict[str, bytes]:
     photo = Image.open(flow).convert("RGB")
     baseline = io.BytesIO()
     photo.save(baseline, "JPEG", quality=90)  # what cameras and phones upload: baseline JPEG
-    return {"5120x2880 baseline JPEG (q90)": baseline.getvalue(), "5120x2880 progressive JPEG (Debian's)": flow.read_bytes()}
+    return {"5120x2880 baseline JPEG (q90)": baseline.getvalue(),
+            "5120x2880 progressive JPEG (Debian's)": flow.read_bytes()}
 
 
 def psnr(a: bytes, b: bytes) -> float:
@@ -72,7 +72,8 @@ def main() -> int:
             from thumbor_plugins.s3.settings import S3Settings
             from thumbor_plugins.s3.sync import client
 
-            s3_client = client(S3Settings(endpoint_url=s3.endpoint_url, access_key=s3.access_key, secret_key=s3.secret_key))
+            s3_client = client(S3Settings(endpoint_url=s3.endpoint_url, access_key=s3.access_key,
+                                          secret_key=s3.secret_key))
             sources = originals()
             for index, body in enumerate(sources.values()):
                 s3_client.put_object(Bucket="images", Key=f"bench/{index}.jpg", Body=body)
@@ -120,7 +121,8 @@ def main() -> int:
         "|---|---|---:|---:|---:|---:|",
     ]
     for source, output, off, on, quality in rows:
-        lines.append(f"| {source} | {output} | {off * 1000:.0f} ms | {on * 1000:.0f} ms | {off / on:.1f}x | {quality:.1f} dB |")
+        lines.append(f"| {source} | {output} | {off * 1000:.0f} ms | {on * 1000:.0f} ms | {off / on:.1f}x"
+                     f" | {quality:.1f} dB |")
     lines += ["", f"Peak RSS after all renders: off {rss['off']:.0f} MB, on {rss['on']:.0f} MB."]
     write_report("shrink", lines)
     return 0

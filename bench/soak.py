@@ -38,7 +38,6 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
 from _compare_load import rss_bytes, tree  # noqa: E402
-
 from thumbor_plugins import embedded  # noqa: E402
 from thumbor_plugins.urls import build_url  # noqa: E402
 
@@ -113,7 +112,7 @@ class Soak:
     async def client(self, http: httpx.AsyncClient, until: float) -> None:
         kinds, weights = zip(*[("hit", 40), ("miss", 12), ("missing", 8), ("expired", 8), ("bad_signature", 8),
                                ("malformed", 5), ("costly", 5), ("unknown_filter", 5), ("event", 2),
-                               ("event_no_token", 2)])
+                               ("event_no_token", 2)], strict=True)
         while time.monotonic() < until:
             kind = random.choices(kinds, weights)[0]
             method, url, body, headers = self.request(kind)

@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 from thumbor_plugins import embedded  # noqa: E402
 from thumbor_plugins.s3 import S3Settings  # noqa: E402
 from thumbor_plugins.s3.sync import client as s3_client  # noqa: E402
-from thumbor_plugins.sync import S3Location, SyncJob, Syncer  # noqa: E402
+from thumbor_plugins.sync import S3Location, Syncer, SyncJob  # noqa: E402
 
 BUCKET = "images"
 PREFIX = "bench-noop/"
@@ -164,7 +164,8 @@ def main() -> None:
                                  "last": last}
                 print(f"{name:30} median {statistics.median(times):7.3f}s  runs {[round(t, 2) for t in times]}  {last}",
                       flush=True)
-            assert results["imgstack sync (CLI process)"]["last"] == f"uploaded 0, deleted 0, unchanged {args.files}, bytes 0"
+            expected = f"uploaded 0, deleted 0, unchanged {args.files}, bytes 0"
+            assert results["imgstack sync (CLI process)"]["last"] == expected
             for name in ("naive HEAD loop, serial", "naive HEAD loop, 8 threads"):
                 differing, requests = results[name]["last"]
                 assert differing == 0, name

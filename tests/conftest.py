@@ -24,7 +24,8 @@ FIXTURES = Path(__import__("thumbor").__file__).parent / "fixtures" / "filters"
 def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[embedded.S3Server]:
     server = embedded.start_s3(tmp_path_factory.mktemp("s3"))
     try:
-        embedded.ensure_buckets(server.endpoint_url, server.access_key, server.secret_key, [BUCKET, DERIVED, OTHER_BUCKET])
+        embedded.ensure_buckets(server.endpoint_url, server.access_key, server.secret_key,
+                                [BUCKET, DERIVED, OTHER_BUCKET])
         yield server
     finally:
         server.stop()

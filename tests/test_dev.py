@@ -30,7 +30,8 @@ def imgstack() -> str:
 def start_dev(tmp_path: Path, *args: str, env: dict | None = None) -> tuple[subprocess.Popen, dict, list[str]]:
     base_env = {k: v for k, v in os.environ.items() if k not in ("SECURITY_KEY", "IMGSTACK_EVENTS_TOKEN")}
     process = subprocess.Popen([imgstack(), "dev", "--data-dir", str(tmp_path / "data"), *args],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**base_env, **(env or {})})
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               env={**base_env, **(env or {})})
     lines: list[str] = []
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:

@@ -87,7 +87,8 @@ def psnr(a: bytes, b: bytes) -> float:
 @pytest.fixture(scope="module")
 def pair(thumbor_factory):  # noqa: ANN001, ANN201
     # each its own result storage: neither may serve what the other rendered
-    return thumbor_factory(), thumbor_factory(IMGSTACK_JPEG_SHRINK_ON_LOAD="false", IMGSTACK_DERIVED_BUCKET=OTHER_BUCKET)
+    plain = thumbor_factory(IMGSTACK_JPEG_SHRINK_ON_LOAD="false", IMGSTACK_DERIVED_BUCKET=OTHER_BUCKET)
+    return thumbor_factory(), plain
 
 
 @pytest.mark.parametrize("path, same", [

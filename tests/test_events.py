@@ -94,7 +94,8 @@ def test_a_refusal_before_the_body_is_read_closes_the_connection_it_announces(th
             assert client.get(f"{thumbor.url}/healthcheck").status_code == 200
 
 
-@pytest.mark.parametrize("body", [b"{not json", b"", b"[]", b'{"Records": "x"}', b'{"Records": [{"eventName": "s3:ObjectCreated:Put"}]}'])
+@pytest.mark.parametrize("body", [b"{not json", b"", b"[]", b'{"Records": "x"}',
+                                  b'{"Records": [{"eventName": "s3:ObjectCreated:Put"}]}'])
 def test_malformed_payload_is_400(thumbor, body) -> None:
     assert post(thumbor, body).status_code == 400
 
@@ -243,7 +244,8 @@ def test_overwrite_purges_old_variants_before_warming_the_new_image(s3, thumbor,
     assert sorted(remaining) == sorted(r.derived_key for r in expected_variants(key))
     after = s3.get_object(Bucket=DERIVED, Key=thumb.derived_key)["Body"].read()
     assert after != before
-    served = httpx.get(sign(f"{BUCKET}/{key}", base=thumbor.url, params=PRESETS["thumb"]), headers={"Accept": "image/jpeg"})
+    served = httpx.get(sign(f"{BUCKET}/{key}", base=thumbor.url, params=PRESETS["thumb"]),
+                       headers={"Accept": "image/jpeg"})
     assert served.content == after
 
 

@@ -9,9 +9,9 @@ from pathlib import Path
 from urllib.parse import quote_plus
 
 import pytest
+from thumbor.config import Config
 
 import thumbor_plugins.config  # noqa: F401 - defines our settings
-from thumbor.config import Config
 from thumbor_plugins import events, presets, sources
 from thumbor_plugins.events import (
     PURGE,
@@ -25,7 +25,8 @@ from thumbor_plugins.events import (
     parse_payload,
     warm_requests,
 )
-from thumbor_plugins.urls import Signer, parse
+from thumbor_plugins.settings import Settings
+from thumbor_plugins.urls import parse
 
 MINIO_EVENTS = Path(__file__).resolve().parent / "fixtures" / "minio-events"
 KEY = "unit-test-key"
@@ -134,7 +135,7 @@ def test_jobs_only_for_allowed_buckets_and_content_events() -> None:
         *parse_payload(payload("docs-put.json", bucket="images", key="t.jpg", event="s3:ObjectCreated:PutTagging")),
         *parse_payload(payload("console-delete.json", bucket="images", key="d/ü+.jpg")),
     ]
-    assert jobs_for(records, config()) == [
+    assert jobs_for(records, Settings.of(config())) == [
         Job(WARM, sources.Source("images", "a b.jpg"), "images/a b.jpg"),
         Job(PURGE, sources.Source("images", "d/ü+.jpg"), "images/d/ü+.jpg"),
     ]
@@ -143,7 +144,7 @@ def test_jobs_only_for_allowed_buckets_and_content_events() -> None:
 @pytest.mark.parametrize("key", ["../secret.jpg", "a/../../b.jpg", "./a.jpg", "a\x00.jpg", "a\r\nb.jpg", ""])
 def test_should_ignore_events_for_keys_the_loader_refuses(key: str) -> None:
     records = parse_payload(payload("docs-put.json", bucket="images", key=key))
-    assert jobs_for(records, config()) == []
+    assert jobs_for(records, Settings.of(config())) == []
 
 
 def test_fixed_bucket_and_root_path_map_back_to_the_url_image() -> None:
@@ -152,7 +153,7 @@ def test_fixed_bucket_and_root_path_map_back_to_the_url_image() -> None:
         *parse_payload(payload("docs-put.json", bucket="images", key="originals/x y.jpg")),
         *parse_payload(payload("docs-put.json", bucket="images", key="elsewhere/x.jpg")),
     ]
-    assert jobs_for(records, conf) == [Job(WARM, sources.Source("images", "originals/x y.jpg"), "x y.jpg")]
+    assert jobs_for(records, Settings.of(conf)) == [Job(WARM, sources.Source("images", "originals/x y.jpg"), "x y.jpg")]
 
 
 # --- the warm list ------------------------------------------------------------------------------
@@ -162,8 +163,7 @@ def server_derived_key(url: str, accept: str, conf: Config) -> str:
     """What the server computes for a request: the very pipeline its handler runs."""
     from thumbor_plugins import pipeline
 
-    settings = pipeline.Settings.from_config(conf, Signer([KEY]), None)
-    return pipeline.decide(url, accept, settings, time.time()).derived_key
+    return pipeline.decide(url, accept, Settings.of(conf, security_key=KEY), time.time()).derived_key
 
 
 @pytest.mark.parametrize("key", ["a.jpg", "dir/with space+plus ü.jpg", "percent%41.png", "smart/x.jpg"])
@@ -196,7 +196,8 @@ def test_warm_urls_keep_the_base_prefix() -> None:
     [first, *_] = warm_requests("images/a.jpg", sources.Source("images", "a.jpg"), presets.load(None), key=KEY,
                                 base="http://127.0.0.1:8888/")
     assert first.url.startswith("http://127.0.0.1:8888/")
-    assert server_derived_key(first.url[len("http://127.0.0.1:8888"):], first.accept, config(AUTO_AVIF=True, AUTO_WEBP=True)) == first.derived_key
+    server = config(AUTO_AVIF=True, AUTO_WEBP=True)
+    assert server_derived_key(first.url[len("http://127.0.0.1:8888"):], first.accept, server) == first.derived_key
 
 
 # --- the queue ----------------------------------------------------------------------------------
@@ -368,9 +369,12 @@ def test_should_refuse_a_notification_with_more_records_than_any_sender_makes() 
         parse_payload(json.dumps({"Records": [record] * 101}))
 
 
-@pytest.mark.parametrize("body", [b"", b"[]", b'{"event_type": "create"}', b'{"event_type": "create", "key": "/buckets/images/a.jpg", "message": {}}',
-                                  b'{"event_type": "rename", "key": "/buckets/images/a.jpg", "message": {"old_entry": {}}}',
-                                  b"[" * 100_000])
+@pytest.mark.parametrize("body", [
+    b"", b"[]", b'{"event_type": "create"}',
+    b'{"event_type": "create", "key": "/buckets/images/a.jpg", "message": {}}',
+    b'{"event_type": "rename", "key": "/buckets/images/a.jpg", "message": {"old_entry": {}}}',
+    b"[" * 100_000,
+])
 def test_seaweedfs_malformed_payloads_are_refused(body: bytes) -> None:
     from thumbor_plugins.events import seaweedfs
 
@@ -416,3 +420,37 @@ def test_a_warm_stops_when_a_newer_event_for_its_original_is_waiting() -> None:
         assert len(gets) == 1
 
     asyncio.run(scenario())
+
+
+def test_a_purge_that_s3_partly_refuses_fails_the_event_and_is_counted_and_logged(caplog) -> None:  # noqa: ANN001
+    """DeleteObjects answers 200 and lists the keys it refused: those variants are still served,
+    so the job fails (the event is answered 503 and MinIO retries), the refused keys are counted
+    in imgstack_purge_delete_failures and named in the log."""
+    from types import SimpleNamespace
+
+    from thumbor_plugins import derived, metrics
+    from thumbor_plugins.events.runner import Runner
+    from thumbor_plugins.s3 import DeleteFailed
+
+    source = sources.Source("images", "a.jpg")
+    variants = [derived.derived_key(source, f"{size}x{size}/images/a.jpg", "webp") for size in (10, 20, 30)]
+    refused = {variants[0]: "AccessDenied: Access Denied", variants[2]: "InternalError: try again"}
+
+    class S3:
+        async def list(self, bucket: str, prefix: str, delimiter: str | None = None):  # noqa: ANN201
+            for key in variants:
+                yield SimpleNamespace(key=key)
+
+        async def delete(self, bucket: str, keys: list[str]) -> None:
+            assert bucket == "d" and keys == variants
+            raise DeleteFailed(f"S3 refused to delete {len(refused)} of {len(keys)} objects", refused)
+
+    context = SimpleNamespace(config=config(IMGSTACK_DERIVED_BUCKET="d"),
+                              server=SimpleNamespace(security_key=KEY, ip="127.0.0.1", port=1))
+    counted = "imgstack_purge_delete_failures_total"
+    before = metrics.REGISTRY.get_sample_value(counted)
+    outcome = asyncio.run(Runner(context, s3=S3())(job(PURGE, "a.jpg")))
+    assert not outcome.ok and "purge failed" in outcome.detail
+    assert metrics.REGISTRY.get_sample_value(counted) == before + 2
+    logged = "\n".join(record.getMessage() for record in caplog.records if record.name == "imgstack.events")
+    assert "refused to delete 2 of 3 variants" in logged and variants[0] in logged and "AccessDenied" in logged

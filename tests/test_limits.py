@@ -84,3 +84,67 @@ def test_block_reader_agrees_with_pillow_on_a_real_animated_gif() -> None:
     body = encoded(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=40)
     with Image.open(io.BytesIO(body)) as image:
         assert limits.declared(body) == limits.Declared(*image.size, image.n_frames)
+
+
+# --- decode memory and plausibility (separate from the pixels served) ------------------------------
+
+def _png_header(width: int, height: int, *, depth: int = 8, colour: int = 2, interlace: int = 0) -> bytes:
+    """The signature and IHDR of a PNG: all the header check reads."""
+    import struct
+    import zlib
+
+    ihdr = struct.pack(">IIBBBBB", width, height, depth, colour, 0, 0, interlace)
+    return (b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR" + ihdr
+            + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr)))
+
+
+def test_a_baseline_jpeg_streams_and_holds_only_the_capped_image() -> None:
+    import pyvips
+
+    body = pyvips.Image.black(12000, 10000, bands=3).jpegsave_buffer()
+    size = limits.declared(body)
+    assert (size.width, size.height, size.bytes_per_pixel, size.streamable) == (12000, 10000, 3, True)
+    held = limits.decode_bytes(size, limits.Limits())
+    assert held < 30 * limits.MIB  # 2560x2133 RGB and a few rows, not 360 MB
+    assert limits.decode_bytes(size, limits.Limits(stream_to=None)) == 12000 * 10000 * 3
+
+
+def test_should_refuse_a_progressive_jpeg_whose_whole_decode_is_over_the_memory_cap() -> None:
+    import pyvips
+
+    body = pyvips.Image.black(12000, 10000, bands=3).jpegsave_buffer(interlace=True)
+    size = limits.declared(body)
+    assert not size.streamable and size.bytes_per_pixel == 6  # 16-bit coefficients, every scan
+    with pytest.raises(limits.TooManyPixels, match="MiB to decode"):
+        limits.check(body, limits.Limits(max_ratio=0))
+
+
+@pytest.mark.parametrize(("header", "per_pixel", "streamable"), [
+    (_png_header(20000, 15000), 3, True),
+    (_png_header(20000, 15000, depth=16, colour=6), 8, True),
+    (_png_header(20000, 15000, interlace=1), 3, False),
+    (_png_header(20000, 15000, colour=0), 1, True),
+], ids=["rgb", "rgba-16", "interlaced", "grey"])
+def test_png_decode_memory_comes_from_its_ihdr(header: bytes, per_pixel: int, streamable: bool) -> None:
+    size = limits.declared(header)
+    assert (size.width, size.height, size.bytes_per_pixel, size.streamable) == (20000, 15000, per_pixel, streamable)
+    caps = limits.Limits(max_ratio=0)
+    if streamable:
+        assert limits.check(header, caps, length=300 * limits.MIB) == size  # 300 MP, served
+    else:
+        with pytest.raises(limits.TooManyPixels, match="MiB to decode"):
+            limits.check(header, caps, length=300 * limits.MIB)
+
+
+def test_should_refuse_more_pixels_than_served_even_when_they_would_stream() -> None:
+    with pytest.raises(limits.TooManyPixels, match="over the cap of 500000000 pixels"):
+        limits.check(_png_header(30000, 20000), limits.Limits(), length=600 * limits.MIB)
+
+
+def test_should_refuse_a_streamed_original_whose_pixels_are_out_of_all_proportion_to_its_bytes() -> None:
+    header = _png_header(20000, 15000)  # 900 MB of pixels
+    assert limits.check(header, limits.Limits(), length=100 * limits.MIB)  # 9:1, a real image
+    with pytest.raises(limits.TooManyPixels, match="no real image compresses that much"):
+        limits.check(header, limits.Limits(), length=2 * limits.MIB)  # 450:1
+    # held whole (within the memory cap) the ratio does not matter: a small flat image is fine
+    assert limits.check(_png_header(4000, 3000), limits.Limits(), length=40 * 1024)

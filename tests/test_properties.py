@@ -36,7 +36,8 @@ def params(draw: st.DrawFn) -> Params:
     if draw(st.booleans()):
         filters.append(Filter("expires", str(draw(st.integers(0, 10**11)))))
     if draw(st.booleans()):
-        filters.append(Filter("v", draw(st.text(string.ascii_letters + string.digits + "._~-", min_size=1, max_size=8))))
+        token = draw(st.text(string.ascii_letters + string.digits + "._~-", min_size=1, max_size=8))
+        filters.append(Filter("v", token))
     if draw(st.booleans()):
         filters.append(Filter("format", draw(st.sampled_from(["webp", "avif", "jpeg", "png"]))))
     crop = draw(st.one_of(st.none(), st.tuples(*[st.integers(0, 9999)] * 4)))

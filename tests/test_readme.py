@@ -5,7 +5,7 @@ stack's values; nothing else is changed.
 
 Not run here, with the reason: ``scripts/test`` (it is what runs this), ``scripts/run`` (it execs
 ``imgstack dev``, which these tests start), the benchmark (10 minutes; ``bench/compare.py --quick``
-is its smoke run), and the docker compose section (no docker here; ``test_compose.py`` validates it).
+is its smoke run), and the docker compose section (no docker here; ``tests/deploy/`` validates it).
 """
 
 from __future__ import annotations

@@ -131,14 +131,16 @@ def test_default_worker_count_follows_the_containers_cpu_quota(tmp_path) -> None
 
 
 def test_processes_setting_is_checked() -> None:
-    from thumbor_plugins.serve import process_count
+    from thumbor.config import Config
 
-    assert process_count({"IMGSTACK_PROCESSES": "3"}) == 3
-    assert process_count({}) >= 1
-    with pytest.raises(SystemExit, match="IMGSTACK_PROCESSES"):
-        process_count({"IMGSTACK_PROCESSES": "many"})
-    with pytest.raises(SystemExit, match="IMGSTACK_PROCESSES"):
-        process_count({"IMGSTACK_PROCESSES": "-1"})
+    from thumbor_plugins.serve import process_count
+    from thumbor_plugins.settings import SettingError, Settings
+
+    assert process_count(3) == 3
+    assert process_count(0) >= 1
+    for text in ("many", "-1"):
+        with pytest.raises(SettingError, match="IMGSTACK_PROCESSES"):
+            Settings.of(Config(IMGSTACK_PROCESSES=text))
 
 
 def test_a_75_megapixel_png_is_rendered_without_holding_it_whole(s3, thumbor_factory) -> None:

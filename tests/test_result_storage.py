@@ -16,6 +16,7 @@ from thumbor_plugins.pipeline import Decision
 from thumbor_plugins.result_storage import Storage
 from thumbor_plugins.s3.aio import for_config
 from thumbor_plugins.sources import Source
+from thumbor_plugins.thumbor_adapter import state_of
 from thumbor_plugins.urls import parse
 
 from .conftest import BUCKET, DERIVED, FIXTURES
@@ -46,7 +47,7 @@ def stored_after_render(s3_server, s3, key: str, between) -> bool:  # noqa: ANN0
                        derived_key=derived.derived_key(source, "100x100/x", "jpeg"), expires_at=None)
     context = Context(config=config)
     context.request = RequestParameters()
-    context.request.imgstack = info
+    state_of(context.request).decision = info
 
     async def render() -> str | None:
         try:

@@ -198,3 +198,98 @@ def test_environment_credentials_are_left_to_botocores_chain_with_their_session_
 def test_max_attempts_counts_the_first_try() -> None:
     config = S3Settings(max_attempts=2).client_kwargs()["config"]
     assert config.retries == {"total_max_attempts": 2, "mode": "standard"}
+
+
+# -- the CLI's side: one listing, per-key delete errors, profiles -----------------------------------
+
+def test_list_prefix_pages_through_more_than_one_listing(s3, uid) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from thumbor_plugins.s3.sync import list_prefix
+
+    keys = [f"{uid}/many/{i:04d}" for i in range(1003)]  # a listing answers 1000 at most
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda key: s3.put_object(Bucket=BUCKET, Key=key, Body=b"1"), keys))
+    s3.put_object(Bucket=BUCKET, Key=f"{uid}/many/sub/x", Body=b"22")
+    listed = list(list_prefix(s3, BUCKET, f"{uid}/many/"))
+    assert [info.key for info in listed] == [*keys, f"{uid}/many/sub/x"]
+    assert listed[-1].size == 2 and len(listed[-1].etag) == 32 and listed[-1].last_modified is not None
+    children = [info.key for info in list_prefix(s3, BUCKET, f"{uid}/many/", delimiter="/")]
+    assert children == keys
+
+
+def test_list_prefix_of_a_missing_bucket_is_not_found(s3) -> None:
+    from thumbor_plugins.s3.sync import list_prefix
+
+    with pytest.raises(NotFound):
+        list(list_prefix(s3, "no-such-bucket", ""))
+
+
+def test_delete_keys_reports_each_key_s3_refused(s3, settings, uid) -> None:
+    """DeleteObjects answers 200 and lists the keys it refused (SeaweedFS refuses a '..' segment):
+    they are returned (CLI) or raised with every key (server), never dropped."""
+    from thumbor_plugins.s3 import DeleteFailed
+    from thumbor_plugins.s3.sync import delete_keys, list_prefix
+
+    for name in ("a", "b"):
+        s3.put_object(Bucket=BUCKET, Key=f"{uid}/{name}", Body=b"1")
+    refused = delete_keys(s3, BUCKET, [f"{uid}/a", f"{uid}/x/../y"])
+    assert list(refused) == [f"{uid}/x/../y"] and refused[f"{uid}/x/../y"].startswith("InvalidRequest")
+    assert [info.key for info in list_prefix(s3, BUCKET, f"{uid}/")] == [f"{uid}/b"]
+
+    async def go():
+        client = AsyncS3(settings)
+        try:
+            await client.delete(BUCKET, [f"{uid}/b", f"{uid}/x/../z"])
+        finally:
+            await client.close()
+
+    with pytest.raises(DeleteFailed) as error:
+        run(go())
+    assert list(error.value.failed) == [f"{uid}/x/../z"] and isinstance(error.value, Unavailable)
+    assert list(list_prefix(s3, BUCKET, f"{uid}/")) == []  # the rest was deleted
+
+
+def test_an_unknown_profile_is_a_configuration_error(tmp_path, monkeypatch) -> None:
+    from thumbor_plugins.s3 import AccessDenied, ConfigError
+    from thumbor_plugins.s3.sync import client
+
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "credentials"))
+    with pytest.raises(ConfigError, match="AWS profile 'nope' not found") as error:
+        client(S3Settings(profile="nope"))
+    assert isinstance(error.value, AccessDenied)  # the server's 502: our side's configuration
+    monkeypatch.setenv("AWS_PROFILE", "nope-either")
+    with pytest.raises(ConfigError, match="nope-either"):
+        client(S3Settings())
+
+
+def test_the_async_client_takes_the_profile_too(s3_server, tmp_path, monkeypatch, uid) -> None:
+    (tmp_path / "credentials").write_text(f"[p]\naws_access_key_id = {s3_server.access_key}\n"
+                                          f"aws_secret_access_key = {s3_server.secret_key}\n")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "credentials"))
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+
+    async def go():
+        client = AsyncS3(S3Settings(endpoint_url=s3_server.endpoint_url, profile="p"))
+        try:
+            await client.put(BUCKET, f"{uid}/p.bin", b"profiled")
+            return (await client.get(BUCKET, f"{uid}/p.bin")).body
+        finally:
+            await client.close()
+
+    assert run(go()) == b"profiled"
+
+
+def test_importing_the_s3_package_loads_no_sdk() -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import sys, thumbor_plugins.s3; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'boto3', 'botocore', 'aiobotocore', 'aiohttp'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parent.parent).stdout
+    assert out.strip() == "[]"

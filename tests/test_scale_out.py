@@ -94,9 +94,10 @@ def test_requests_spread_over_the_replicas_and_each_reports_its_own(s3, cluster,
     upload(s3, f"{uid}/a.jpg")
     before = [replica.requests() for replica in cluster["replicas"]]
     with ThreadPoolExecutor(4) as pool:
-        statuses = list(pool.map(lambda url: httpx.get(url, timeout=60).status_code, links(cluster["base"], f"{uid}/a.jpg", 40)))
+        urls = links(cluster["base"], f"{uid}/a.jpg", 40)
+        statuses = list(pool.map(lambda url: httpx.get(url, timeout=60).status_code, urls))
     assert statuses == [200] * 40
-    served = [replica.requests() - earlier for replica, earlier in zip(cluster["replicas"], before)]
+    served = [replica.requests() - earlier for replica, earlier in zip(cluster["replicas"], before, strict=True)]
     assert sum(served) >= 40 and min(served) >= 5, served  # each replica took its share
 
 

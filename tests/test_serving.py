@@ -81,7 +81,8 @@ def test_should_refuse_reading_the_derived_bucket_through_the_loader(s3, thumbor
 def test_keys_with_spaces_plus_percent_and_unicode_round_trip(s3, thumbor, uid, name) -> None:
     key = f"{uid}/{name}"
     upload(s3, key, "PNG_transparency_demonstration_1.png")
-    response = httpx.get(sign(f"{BUCKET}/{key}", base=thumbor.url, width=100, height=0), headers={"Accept": "image/png"})
+    response = httpx.get(sign(f"{BUCKET}/{key}", base=thumbor.url, width=100, height=0),
+                         headers={"Accept": "image/png"})
     assert response.status_code == 200, (name, response.status_code)
     assert response.headers["content-type"] == "image/png"
     assert Image.open(io.BytesIO(response.content)).width == 100
@@ -120,7 +121,8 @@ def test_fallback_image_served_briefly_for_missing_originals(s3, thumbor_factory
     upload(s3, fallback, "PNG_transparency_demonstration_1.png")
     thumbor = thumbor_factory(IMGSTACK_FALLBACK_IMAGE=f"{BUCKET}/{fallback}", MAX_AGE_TEMP_IMAGE="7")
     missing = f"{uid}/missing.jpg"
-    response = httpx.get(sign(f"{BUCKET}/{missing}", base=thumbor.url, width=50, height=50), headers={"Accept": "image/png"})
+    response = httpx.get(sign(f"{BUCKET}/{missing}", base=thumbor.url, width=50, height=50),
+                         headers={"Accept": "image/png"})
     assert response.status_code == 200
     assert response.headers["cache-control"] == "public, max-age=7"
     assert derived_objects(s3, missing) == []  # a stand-in is never stored as the real rendition

@@ -6,6 +6,7 @@ import pytest
 from thumbor.config import Config
 
 from thumbor_plugins import config as cfg
+from thumbor_plugins.settings import Settings
 from thumbor_plugins.sources import Source, SourceError, locate
 
 ALLOWED = ("images",)
@@ -93,23 +94,59 @@ def test_bad_environment_values_are_clear_errors(name: str, text: str) -> None:
 
 
 def test_our_name_set_to_its_default_still_beats_the_seed_name() -> None:
-    from thumbor_plugins.config import setting
-
     both = Config(TC_AWS_ALLOWED_BUCKETS="legacy", IMGSTACK_ALLOWED_BUCKETS=("images",))  # ours = the default
-    assert setting(both, "IMGSTACK_ALLOWED_BUCKETS") == ("images",)
-    assert setting(Config(TC_AWS_ALLOWED_BUCKETS="legacy"), "IMGSTACK_ALLOWED_BUCKETS") == ("legacy",)
+    assert Settings.of(both).allowed_buckets == ("images",)
+    assert Settings.of(Config(TC_AWS_ALLOWED_BUCKETS="legacy")).allowed_buckets == ("legacy",)
+
+
+def test_our_name_given_in_the_environment_beats_the_seed_name(monkeypatch) -> None:  # noqa: ANN001
+    """Thumbor's --use-environment: values come from os.environ, not from the config's own keys."""
+
+    class EnvironmentConfig(Config):
+        _allow_environment_variables = True
+
+    monkeypatch.setenv("IMGSTACK_BUCKET", "")
+    monkeypatch.setenv("IMGSTACK_ALLOWED_BUCKETS", "images")
+    settings = Settings.of(EnvironmentConfig(TC_AWS_LOADER_BUCKET="legacy", TC_AWS_ALLOWED_BUCKETS="a,b"))
+    assert (settings.bucket, settings.allowed_buckets) == (None, ("images",))
 
 
 def test_seed_tc_aws_names_are_read_and_ours_win() -> None:
-    seed_only = Config(TC_AWS_LOADER_BUCKET="legacy", TC_AWS_ENDPOINT="http://minio:9000",
-                       TC_AWS_ALLOWED_BUCKETS="a,b")
-    assert cfg.setting(seed_only, "IMGSTACK_BUCKET") == "legacy"
-    assert cfg.setting(seed_only, "IMGSTACK_S3_ENDPOINT_URL") == "http://minio:9000"
-    assert cfg.setting(seed_only, "IMGSTACK_ALLOWED_BUCKETS") == ("a", "b")
-    both = Config(TC_AWS_LOADER_BUCKET="legacy", IMGSTACK_BUCKET="ours")
-    assert cfg.setting(both, "IMGSTACK_BUCKET") == "ours"
+    seed_only = Settings.of(Config(TC_AWS_LOADER_BUCKET="legacy", TC_AWS_ENDPOINT="http://minio:9000",
+                                   TC_AWS_ALLOWED_BUCKETS="a,b", TC_AWS_LOADER_ROOT_PATH="originals"))
+    assert seed_only.bucket == "legacy" and seed_only.s3_endpoint_url == "http://minio:9000"
+    assert seed_only.allowed_buckets == ("a", "b") and seed_only.loader_root_path == "originals"
+    assert seed_only.readable_buckets == ("a", "b", "legacy")
+    assert Settings.of(Config(TC_AWS_LOADER_BUCKET="legacy", IMGSTACK_BUCKET="ours")).bucket == "ours"
+    assert cfg.setting(Config(TC_AWS_REGION="eu-west-3"), "IMGSTACK_S3_REGION") == "eu-west-3"
     seed_env = cfg.from_environment({"TC_AWS_ALLOWED_BUCKETS": "x,y"})
     assert seed_env == {"TC_AWS_ALLOWED_BUCKETS": ("x", "y")}
+
+
+def test_settings_are_built_once_per_config_and_frozen() -> None:
+    config = Config(IMGSTACK_MAX_PIXELS="1000", IMGSTACK_VERIFY_KEYS="k1, k2", IMGSTACK_REQUIRE_EXPIRES="yes")
+    settings = Settings.of(config)
+    assert Settings.of(config) is settings and Settings.of(Config()) is not settings
+    assert (settings.max_pixels, settings.verify_keys, settings.require_expires) == (1000, ("k1", "k2"), True)
+    with pytest.raises(AttributeError):
+        settings.max_pixels = 1  # type: ignore[misc]
+    assert "k1" not in repr(settings)  # keys and tokens are not printed
+
+
+def test_every_setting_has_a_field_named_after_it_with_its_default() -> None:
+    """IMGSTACK_X is ``x``, Thumbor's X is ``x``; the field's default is the definition's, so a
+    Settings made with a few values is what a config with those values gives."""
+    import dataclasses
+
+    read = {item.metadata["name"]: item for item in dataclasses.fields(Settings) if "name" in item.metadata}
+    ours = {name for name in Config.class_defaults if name.startswith("IMGSTACK_")}
+    assert ours <= set(read), f"settings without a field in thumbor_plugins/settings.py: {sorted(ours - set(read))}"
+    defaults = Settings.from_config(Config())
+    for name, item in read.items():
+        assert item.name == name.removeprefix("IMGSTACK_").lower(), name
+        if name == "SECURITY_KEY":  # Thumbor's published default key means "not set"
+            continue
+        assert getattr(Settings(), item.name) == getattr(defaults, item.name), name
 
 
 def test_every_setting_of_ours_is_documented_in_a_group() -> None:

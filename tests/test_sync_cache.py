@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 
-from thumbor_plugins.sync import S3Location, SyncJob, Syncer
+from thumbor_plugins.sync import S3Location, Syncer, SyncJob
 from thumbor_plugins.sync._cache import HashCache, cache_file
 from thumbor_plugins.sync._checksum import Hasher
 
@@ -37,7 +37,7 @@ def test_noop_run_reads_no_file_with_the_persistent_cache(s3, uid, tmp_path):
     assert forced.hasher.files_hashed == 51 and forced.hasher.bytes_read >= 2 * len(big)
 
 
-def test_same_size_edit_keeping_the_old_mtime_is_caught(run, s3, uid, tmp_path, cache_dir, monkeypatch):
+def test_same_size_edit_keeping_the_old_mtime_is_caught(run, s3, uid, tmp_path, cache_dir, monkeypatch):  # noqa: F811 - fixtures imported from test_sync
     monkeypatch.setenv("IMGSTACK_SYNC_CACHE_DIR", str(cache_dir))  # for cache_file() here
     root = make_tree(tmp_path / "photos", {"a.jpg": b"original", "b.jpg": b"b"})
     dest = f"s3://{BUCKET}/{uid}/"
@@ -54,7 +54,7 @@ def test_same_size_edit_keeping_the_old_mtime_is_caught(run, s3, uid, tmp_path, 
     assert summary(run(root, dest)) == "uploaded 0, deleted 0, unchanged 2, bytes 0"
 
 
-def test_a_corrupt_cache_is_ignored(run, s3, uid, tmp_path, cache_dir, monkeypatch):
+def test_a_corrupt_cache_is_ignored(run, s3, uid, tmp_path, cache_dir, monkeypatch):  # noqa: F811 - fixtures imported from test_sync
     monkeypatch.setenv("IMGSTACK_SYNC_CACHE_DIR", str(cache_dir))
     root = make_tree(tmp_path / "photos", {"a.jpg": b"a"})
     dest = f"s3://{BUCKET}/{uid}/"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from thumbor_plugins.sync import S3Location, SyncJob, Syncer
+from thumbor_plugins.sync import S3Location, Syncer, SyncJob
 from thumbor_plugins.sync._checksum import Hasher, LocalFile
 
 from .conftest import BUCKET
@@ -22,7 +22,7 @@ from .test_sync import cache_dir, listing, make_tree, run, summary  # noqa: F401
 UNREADABLE = "/proc/self/mem"  # a regular file of size 0 whose first byte cannot be read, even by root
 
 
-def test_unreadable_files_are_reported_one_line_each_and_the_rest_syncs(run, s3, uid, tmp_path):
+def test_unreadable_files_are_reported_one_line_each_and_the_rest_syncs(run, s3, uid, tmp_path):  # noqa: F811 - fixtures imported from test_sync
     root = make_tree(tmp_path / "photos", {"a.jpg": b"aaa", "sub/b.jpg": b"bb"})
     (root / "locked.jpg").symlink_to(UNREADABLE)      # already in the bucket at the same size (0)
     (root / "new-locked.jpg").symlink_to(UNREADABLE)  # not in the bucket yet
@@ -94,7 +94,7 @@ def test_file_vanishing_or_replaced_between_scan_and_hashing(s3, uid, tmp_path, 
     assert sorted(listing(s3, f"{uid}/")) == ["new.jpg", "victim.jpg"]
 
 
-def test_files_renamed_during_the_run_fail_alone(run, s3, uid, tmp_path):
+def test_files_renamed_during_the_run_fail_alone(run, s3, uid, tmp_path):  # noqa: F811 - fixtures imported from test_sync
     steady = {f"steady/{i}.jpg": b"s%03d" % i for i in range(20)}
     movers = {f"m{i}.jpg": b"moving %02d" % i for i in range(20)}
     root = make_tree(tmp_path / "photos", {**steady, **movers})
@@ -133,7 +133,7 @@ def test_files_renamed_during_the_run_fail_alone(run, s3, uid, tmp_path):
     assert final.exit_code == 0, final.output
 
 
-def test_symlinked_folders_and_dangling_symlinks_get_one_notice_each(run, s3, uid, tmp_path):
+def test_symlinked_folders_and_dangling_symlinks_get_one_notice_each(run, s3, uid, tmp_path):  # noqa: F811 - fixtures imported from test_sync
     elsewhere = make_tree(tmp_path / "elsewhere", {"x.jpg": b"x"})
     root = make_tree(tmp_path / "photos", {"a.jpg": b"a"})
     (root / "linked").symlink_to(elsewhere, target_is_directory=True)
@@ -158,7 +158,7 @@ def test_symlinked_folders_and_dangling_symlinks_get_one_notice_each(run, s3, ui
     assert sorted(listing(s3, f"{uid}/")) == ["a.jpg", "linked/x.jpg"]
 
 
-def test_pull_sets_each_files_mtime_to_the_objects_last_modified(run, s3, uid, tmp_path):
+def test_pull_sets_each_files_mtime_to_the_objects_last_modified(run, s3, uid, tmp_path):  # noqa: F811 - fixtures imported from test_sync
     for rel in ("a.jpg", "sub/b.jpg"):
         s3.put_object(Bucket=BUCKET, Key=f"{uid}/{rel}", Body=b"data")
     folder = tmp_path / "mirror"

@@ -45,12 +45,13 @@ def remote(rel: str, size: int, etag: str = "0" * 32) -> RemoteObject:
 
 def test_push_plan_new_changed_unchanged_and_extra():
     loc = {"new.jpg": local("new.jpg", 1), "same.jpg": local("same.jpg", 2), "changed.jpg": local("changed.jpg", 3)}
-    rem = {"same.jpg": remote("same.jpg", 2), "changed.jpg": remote("changed.jpg", 4), "extra.jpg": remote("extra.jpg", 5)}
+    rem = {"same.jpg": remote("same.jpg", 2), "changed.jpg": remote("changed.jpg", 4),
+           "extra.jpg": remote("extra.jpg", 5)}
     seen = []
 
-    def differs(l, r):
-        seen.append(l.rel)
-        return None if l.size == r.size else "size"
+    def differs(local, remote_):
+        seen.append(local.rel)
+        return None if local.size == remote_.size else "size"
 
     plan = make_plan("push", loc, rem, delete=True, differs=differs)
     assert sorted(seen) == ["changed.jpg", "same.jpg"]  # only paths on both sides are compared
@@ -60,14 +61,14 @@ def test_push_plan_new_changed_unchanged_and_extra():
 
 
 def test_without_delete_extras_are_kept():
-    plan = make_plan("push", {}, {"x": remote("x", 1)}, delete=False, differs=lambda l, r: None)
+    plan = make_plan("push", {}, {"x": remote("x", 1)}, delete=False, differs=lambda local, remote_: None)
     assert plan.deletions == () and plan.empty
 
 
 def test_pull_plan_is_the_mirror():
     loc = {"extra.jpg": local("extra.jpg", 1), "same.jpg": local("same.jpg", 2)}
     rem = {"same.jpg": remote("same.jpg", 2), "new.jpg": remote("new.jpg", 7)}
-    plan = make_plan("pull", loc, rem, delete=True, differs=lambda l, r: None)
+    plan = make_plan("pull", loc, rem, delete=True, differs=lambda local, remote_: None)
     assert [(c.rel, c.size) for c in plan.transfers] == [("new.jpg", 7)]
     assert [c.rel for c in plan.deletions] == ["extra.jpg"]
     assert (plan.source_count, plan.dest_count) == (2, 2)
@@ -75,7 +76,7 @@ def test_pull_plan_is_the_mirror():
 
 def test_plan_lines_for_dry_run():
     plan = make_plan("push", {"a b.jpg": local("a b.jpg", 3)}, {"old": remote("old", 1)}, delete=True,
-                     differs=lambda l, r: None)
+                     differs=lambda local, remote_: None)
     assert list(plan.lines("./photos", "s3://images/p/")) == [
         "upload 'a b.jpg' (new, 3 bytes)", "delete 'old' (not in ./photos)"]
 
@@ -157,7 +158,7 @@ def plan_with(deletions: int, dest: int, source: int = 5):
     rem = {f"d{i}": remote(f"d{i}", 1) for i in range(dest)}
     loc = {f"d{i}": local(f"d{i}", 1) for i in range(dest - deletions)}
     loc.update({f"s{i}": local(f"s{i}", 1) for i in range(max(0, source - len(loc)))})
-    return make_plan("push", loc, rem, delete=True, differs=lambda l, r: None)
+    return make_plan("push", loc, rem, delete=True, differs=lambda local, remote_: None)
 
 
 @pytest.mark.parametrize(("deletions", "dest", "refused"), [
@@ -176,7 +177,7 @@ def test_default_limit(deletions, dest, refused):
 
 
 def test_empty_source_refuses_any_deletion_unless_forced():
-    plan = make_plan("push", {}, {"a": remote("a", 1)}, delete=True, differs=lambda l, r: None)
+    plan = make_plan("push", {}, {"a": remote("a", 1)}, delete=True, differs=lambda local, remote_: None)
     with pytest.raises(Refused, match="src is empty"):
         DeletePolicy().check(plan, "src", "dst")
     DeletePolicy(force=True).check(plan, "src", "dst")
@@ -278,9 +279,9 @@ def test_a_file_that_cannot_be_read_is_skipped_alone():
     loc = {"ok.jpg": local("ok.jpg", 1), "gone.jpg": local("gone.jpg", 2)}
     rem = {"ok.jpg": remote("ok.jpg", 1), "gone.jpg": remote("gone.jpg", 2), "extra.jpg": remote("extra.jpg", 3)}
 
-    def differs(l, r):
-        if l.rel == "gone.jpg":
-            raise FileNotFoundError(2, "No such file or directory", str(l.path))
+    def differs(local, remote_):
+        if local.rel == "gone.jpg":
+            raise FileNotFoundError(2, "No such file or directory", str(local.path))
         return None
 
     plan = make_plan("push", loc, rem, delete=True, differs=differs)

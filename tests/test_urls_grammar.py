@@ -49,7 +49,8 @@ ROUND_TRIP = [
      Params("a.jpg", filters=(F("quality", "80"), F("expires", "1767225600"), F("v", "3f2a")))),
     ("filters:quality(80)/dir)/b.jpg", Params("dir)/b.jpg", filters=(F("quality", "80"),))),
     ("images/a%20b%2B1.jpg", Params("images/a%20b%2B1.jpg")),
-    ("images/%E3%83%97%E3%83%AD%20%E7%94%BB%E5%83%8F.png", Params("images/%E3%83%97%E3%83%AD%20%E7%94%BB%E5%83%8F.png")),
+    ("images/%E3%83%97%E3%83%AD%20%E7%94%BB%E5%83%8F.png",
+     Params("images/%E3%83%97%E3%83%AD%20%E7%94%BB%E5%83%8F.png")),
     ("bucket/deep/dir/a(1).jpg", Params("bucket/deep/dir/a(1).jpg")),
     ("%73mart/a.jpg", Params("%73mart/a.jpg")),
     ("debug/meta/trim:top-left:10/10x20:300x400/adaptive-full-fit-in/-300x-200/left/top/smart/"

@@ -146,7 +146,7 @@ def line(
     client: str | None = None,
 ) -> str:
     """The JSON text of one access-log line."""
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     return json.dumps(
         {
             "time": now.isoformat(timespec="milliseconds").replace("+00:00", "Z"),

@@ -8,9 +8,10 @@ Any setting, Thumbor's or ours, can be set by an environment variable of the sam
 list/tuple as comma-separated text, dict as JSON); ``config/thumbor.conf`` applies it last so that
 the environment wins over the file.
 
-The seed article's tc_aws names (``TC_AWS_ENDPOINT``, ``TC_AWS_REGION``, ``TC_AWS_LOADER_BUCKET``,
+The tc_aws plugin's names (``TC_AWS_ENDPOINT``, ``TC_AWS_REGION``, ``TC_AWS_LOADER_BUCKET``,
 ``TC_AWS_LOADER_ROOT_PATH``, ``TC_AWS_ALLOWED_BUCKETS``) are read too, so a tc_aws user only changes
-``LOADER``; our own name wins when both are set (see :func:`setting`).
+``LOADER``; our own name wins when both are set (:mod:`thumbor_plugins.settings`, which reads
+every setting typed, once).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from thumbor.config import Config
+
+from .settings import SEED_ALIASES, SettingError, Settings, parse_flag, split_names
 
 MIB = 1024 * 1024
 
@@ -52,7 +55,7 @@ Config.define(
     "IMGSTACK_ALLOWED_BUCKETS", ("images",),
     "Buckets the loader may read (anything else is 404). Seed name: TC_AWS_ALLOWED_BUCKETS.", "Loader")
 Config.define(
-    "IMGSTACK_MAX_SOURCE_BYTES", 64 * MIB,
+    "IMGSTACK_MAX_SOURCE_BYTES", 512 * MIB,
     "Byte cap for an original: larger objects are refused with 413 without reading past the cap.",
     "Loader")
 Config.define(
@@ -97,8 +100,36 @@ Config.define(
 
 # --- Delivery ---------------------------------------------------------------------------------
 Config.define(
-    "IMGSTACK_MAX_PIXELS", 75_000_000,
-    "Refuse (422) originals whose header declares more pixels, before decoding.", "Delivery")
+    "IMGSTACK_MAX_PIXELS", 500_000_000,
+    "Largest original served: refuse (422), before decoding, originals whose header declares more "
+    "pixels (width x height x frames). What protects memory is IMGSTACK_MAX_DECODE_MEMORY.",
+    "Delivery")
+Config.define(
+    "IMGSTACK_MAX_DECODE_MEMORY", 320 * MIB,
+    "Bytes one decode may hold, estimated from the header before decoding: 422 above. Baseline "
+    "JPEG and non-interlaced PNG stream through the libvips engine and hold only the image "
+    "downscaled to MAX_WIDTH x MAX_HEIGHT plus a few rows; everything else (progressive JPEG, "
+    "interlaced PNG, WebP, GIF frames x canvas, TIFF, ...) holds every decoded pixel.", "Delivery")
+Config.define(
+    "IMGSTACK_MAX_DECOMPRESSION_RATIO", 250,
+    "Refuse (422) an original too large to decode in memory (it is streamed) whose declared "
+    "pixel bytes exceed its file size this many times: decompression bombs and truncated files. "
+    "0: no check.", "Delivery")
+Config.define(
+    "IMGSTACK_SPOOL_BYTES", 16 * MIB,
+    "Originals larger than this are written to a temporary file as they download and decoded "
+    "from it, not held in memory.", "Loader")
+Config.define(
+    "IMGSTACK_SPOOL_DIR", None,
+    "Folder for spooled originals (None: the system's temporary folder).", "Loader")
+Config.define(
+    "IMGSTACK_MEZZANINE_MIN_PIXELS", 40_000_000,
+    "Originals with more pixels get a stored intermediate: one high-quality downscale to the size "
+    "cap (MAX_WIDTH x MAX_HEIGHT) kept next to their results, which later misses render from. "
+    "0: never.", "Delivery")
+Config.define(
+    "IMGSTACK_MEZZANINE_QUALITY", 95,
+    "JPEG/WebP quality of the stored intermediate (PNG stays lossless).", "Delivery")
 Config.define(
     "IMGSTACK_MAX_FRAMES", 1000,
     "Refuse (422) animated GIFs with more frames (each costs memory and time to load). 0: no cap.",
@@ -106,13 +137,13 @@ Config.define(
 Config.define(
     "IMGSTACK_JPEG_SHRINK_ON_LOAD", True,
     "Decode JPEG originals at 1/2, 1/4 or 1/8 scale when the output is that much smaller (libjpeg "
-    "DCT scaling, as libvips and imgproxy do): a 5K baseline JPEG to a 300x200 crop renders 3x "
-    "faster (bench/shrink.py). WebP originals too with the libvips engine (any scale). "
-    "Needs ENGINE = 'thumbor_plugins.vips_engine' (default) or 'thumbor_plugins.engine'.", "Delivery")
+    "DCT scaling), WebP originals at any scale with the libvips engine. Needs ENGINE = "
+    "'thumbor_plugins.vips_engine' (default) or 'thumbor_plugins.engine'. See docs/decisions.md.",
+    "Delivery")
 Config.define(
     "IMGSTACK_AVIF_EFFORT", 2,
     "libvips AVIF encoder effort, 0 (fastest) to 9 (smallest files), when Thumbor's AVIF_SPEED "
-    "is unset (AVIF_SPEED s means effort 9 - s). 2 is the knee measured by bench/avif_effort.py.",
+    "is unset (AVIF_SPEED s means effort 9 - s). See docs/decisions.md.",
     "Delivery")
 Config.define(
     "IMGSTACK_RENDER_NICENESS", 10,
@@ -165,62 +196,32 @@ Config.define(
     "File the JSON access lines are appended to (imgstack dev: <data dir>/access.log). None: stderr.",
     "Operations")
 
-#: seed (tc_aws) name -> our name
-SEED_ALIASES: Mapping[str, str] = {
-    "TC_AWS_ENDPOINT": "IMGSTACK_S3_ENDPOINT_URL",
-    "TC_AWS_REGION": "IMGSTACK_S3_REGION",
-    "TC_AWS_LOADER_BUCKET": "IMGSTACK_BUCKET",
-    "TC_AWS_LOADER_ROOT_PATH": "IMGSTACK_LOADER_ROOT_PATH",
-    "TC_AWS_ALLOWED_BUCKETS": "IMGSTACK_ALLOWED_BUCKETS",
-}
-_OUR_TO_SEED = {ours: seed for seed, ours in SEED_ALIASES.items()}
-
-_UNSET = object()
-
 
 def setting(config: Any, name: str) -> Any:
-    """The value of our setting ``name``; if it was not set, the tc_aws seed name's value when
-    that one was set. Our own name wins when both are set — also when it is set to its default
-    (set means: given to this config, by its file, its keywords or the environment)."""
-    value = getattr(config, name)
-    seed = _OUR_TO_SEED.get(name)
-    if seed is not None and name not in vars(config):
-        seed_value = getattr(config, seed, _UNSET)
-        if seed_value is not _UNSET and seed_value is not None:
-            return _convert(name, seed_value) if isinstance(seed_value, str) else seed_value
-    return value
-
-
-class SettingError(ValueError):
-    """An environment variable whose text does not fit its setting's type."""
-
-
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
+    """The value of our setting ``name`` as :class:`~thumbor_plugins.settings.Settings` reads it
+    (typed, the tc_aws seed name as its alias). Kept for the modules not yet reading ``Settings``:
+    use ``Settings.of(config).<field>``."""
+    return getattr(Settings.of(config), name.removeprefix("IMGSTACK_").lower())
 
 
 def _convert(name: str, text: str) -> Any:
     default = Config.class_defaults.get(name)
     try:
         if isinstance(default, bool):
-            low = text.strip().lower()
-            if low in _TRUE:
-                return True
-            if low in _FALSE:
-                return False
-            raise ValueError("expected true/false")
+            return parse_flag(name, text)
         if isinstance(default, int):
             return int(text)
         if isinstance(default, float):
             return float(text)
         if isinstance(default, (list, tuple)):
-            items = [item.strip() for item in text.split(",") if item.strip()]
-            return type(default)(items)
+            return type(default)(split_names(text))
         if isinstance(default, dict):
             value = json.loads(text)
             if not isinstance(value, dict):
                 raise ValueError("expected a JSON object")
             return value
+    except SettingError:
+        raise
     except ValueError as error:
         raise SettingError(f"{name}={text!r}: {error}") from None
     return text

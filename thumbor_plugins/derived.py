@@ -36,12 +36,13 @@ def derived_key(source: Source, canonical: str, fmt: str) -> str:
     return f"{source.prefix}{digest}.{fmt}"
 
 
-#: the name of a result under its original's prefix: digest and format, nothing else
-_RESULT_NAME = re.compile(r"[0-9a-f]{40}\.(?:" + "|".join(FORMATS) + r")")
+#: the name of a result under its original's prefix: digest and format, nothing else; or the
+#: original's stored intermediate (:mod:`thumbor_plugins.mezzanine`)
+_RESULT_NAME = re.compile(r"[0-9a-f]{40}\.(?:" + "|".join(FORMATS) + r")|mezzanine")
 
 
 def is_variant(source: Source, key: str) -> bool:
-    """True when ``key`` (in the derived bucket) is a result of ``source`` itself: a direct child of
-    its prefix named like a result. Never the variants of another original whose key merely
+    """True when ``key`` (in the derived bucket) is a result of ``source`` itself, or its stored
+    intermediate: a direct child of its prefix named like one. Never the variants of another original whose key merely
     starts with the same text (``a.jpg`` vs ``a.jpg/b.jpg``, ``photos`` vs ``photos/x.jpg``)."""
     return key.startswith(source.prefix) and _RESULT_NAME.fullmatch(key[len(source.prefix):]) is not None

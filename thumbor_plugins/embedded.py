@@ -262,13 +262,15 @@ def start_s3(
     return S3Server(process, endpoint, access_key, secret_key, data_dir)
 
 
-def ensure_buckets(endpoint_url: str, access_key: str, secret_key: str, buckets: list[str], timeout: float = 30) -> None:
+def ensure_buckets(endpoint_url: str, access_key: str, secret_key: str, buckets: list[str],
+                   timeout: float = 30) -> None:
     """Create the buckets that are missing, retrying while a fresh server settles; then write,
     read and delete a probe object, since a SeaweedFS restarted on old data answers listings
     before its volume server can serve objects."""
     from .s3 import S3Error
     from .s3.settings import S3Settings
-    from .s3.sync import client as s3_client, translate
+    from .s3.sync import client as s3_client
+    from .s3.sync import translate
 
     def retry_or_raise(error: Exception) -> None:
         if not isinstance(translate(error), S3Error) or time.monotonic() > deadline:

@@ -23,19 +23,31 @@ from typing import Any
 from PIL import JpegImagePlugin
 from thumbor.engines.pil import Engine as PilEngine
 
+from .settings import settings_of
+
 #: filters whose arguments or results are in the original's pixels
 _SOURCE_PIXEL_FILTERS = ("focal(", "extract_focal(", "proportion(")
 
 
+def in_output_terms(request: Any) -> bool:
+    """True when every number of ``request`` is in output pixels: it renders the same picture from
+    any proportional downscale of the source that is still at least the output size (a reduced
+    decode, a stored intermediate). False for numbers in source pixels (a manual crop,
+    ``focal()``, ``extract_focal()``), outputs relative to the source (``proportion()``, ``orig``
+    or no size), ``trim`` (its tolerance reads pixel edges) and ``meta`` (reports the source)."""
+    if request is None or request.meta or getattr(request, "should_crop", False) or getattr(request, "trim", None):
+        return False
+    if any(name in (request.filters or "") for name in _SOURCE_PIXEL_FILTERS):
+        return False
+    wanted = [d for d in (request.width, request.height) if isinstance(d, int) and d > 0]
+    return bool(wanted) and len(wanted) == sum(1 for d in (request.width, request.height) if d)
+
+
 def shrink_target(request: Any, size: tuple[int, int]) -> tuple[int, int] | None:
     """The smallest decode size that still serves ``request``, or None to decode in full."""
-    if request is None or request.meta or getattr(request, "should_crop", False) or getattr(request, "trim", None):
-        return None
-    if any(name in (request.filters or "") for name in _SOURCE_PIXEL_FILTERS):
+    if not in_output_terms(request):
         return None
     wanted = [d for d in (request.width, request.height) if isinstance(d, int) and d > 0]
-    if not wanted or len(wanted) < sum(1 for d in (request.width, request.height) if d):
-        return None  # no size, or an "orig"
     if getattr(request, "fit_in", False) and not getattr(request, "full", False):
         scale = _fit_in_scale(request.width or 0, request.height or 0, size)
     else:
@@ -53,7 +65,7 @@ def _fit_in_scale(width: int, height: int, size: tuple[int, int]) -> float:
     scales = []
     for box in ((width, height), (height, width)):
         for source in (size, size[::-1]):
-            fits = [b / s for b, s in zip(box, source) if b]
+            fits = [b / s for b, s in zip(box, source, strict=True) if b]
             scales.append(min(fits))
     return max(scales)
 
@@ -67,7 +79,7 @@ class Engine(PilEngine):
         request = getattr(self.context, "request", None)
         if (
             isinstance(image, JpegImagePlugin.JpegImageFile)
-            and self.context.config.IMGSTACK_JPEG_SHRINK_ON_LOAD
+            and settings_of(self.context).jpeg_shrink_on_load
             and request is not None
             and getattr(request, "engine", None) is self  # the original, not a watermark
         ):

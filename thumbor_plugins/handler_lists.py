@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import observe
+from .settings import settings_of
 
 THUMBOR_HEALTHCHECK = "thumbor.handler_lists.healthcheck"
 
@@ -17,15 +18,15 @@ THUMBOR_HEALTHCHECK = "thumbor.handler_lists.healthcheck"
 def get_handlers(context: Any) -> list:
     from .handlers import LivenessHandler, MetricsHandler, ReadinessHandler, events
 
-    config = context.config
-    observe.configure(config)
-    health = (config.HEALTHCHECK_ROUTE or "/healthcheck").rstrip("/")
+    settings = settings_of(context)
+    observe.configure(settings)
+    health = (settings.healthcheck_route or "/healthcheck").rstrip("/")
     args = {"context": context}
     handlers: list = [
         (health + "/ready", ReadinessHandler, args),
         (r"/metrics", MetricsHandler, args),
     ]
-    if THUMBOR_HEALTHCHECK not in (config.HANDLER_LISTS or ()):
+    if THUMBOR_HEALTHCHECK not in settings.handler_lists:
         handlers.append((health, LivenessHandler, args))
     handlers.extend(events.get_handlers(context))
     return handlers

@@ -1,23 +1,43 @@
 """Thumbor loader for originals in S3/MinIO: ``LOADER = 'thumbor_plugins.loader'``.
 
-Bucket and key come from the image path (:mod:`thumbor_plugins.sources`); the object is streamed
-and refused past ``IMGSTACK_MAX_SOURCE_BYTES`` (413) without reading the rest; a header declaring
-more than ``IMGSTACK_MAX_PIXELS`` is refused (422) before decoding. Failures are values, as Thumbor
-expects: missing → 404 (or the fallback image), S3 unreachable → 502, timeout → 504.
+Bucket and key come from the image path (:mod:`thumbor_plugins.sources`). The object is streamed:
+
+1. refused past ``IMGSTACK_MAX_SOURCE_BYTES`` (413) without reading the rest;
+2. its header, the first bytes received, is checked against the caps of :mod:`.limits` (pixels
+   served, decode memory, plausibility: 422) before the rest is downloaded;
+3. a huge original whose request can be served from its stored intermediate
+   (:mod:`.mezzanine`) is not downloaded at all: the intermediate is, if it was made from this
+   very version of the original (its ETag, from the same response);
+4. otherwise the body is read, into memory or, past ``IMGSTACK_SPOOL_BYTES``, into an unlinked
+   temporary file that the engine reads in strips (:mod:`.spool`); and the intermediate, when
+   the original deserves one, is made from it, stored, and rendered from.
+
+Failures are values, as Thumbor expects: missing → 404 (or the fallback image), S3 unreachable →
+502, timeout → 504.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from typing import Any
 
 from thumbor.loaders import LoaderResult
 
-from . import limits, observe, sources
+from . import engine, limits, mezzanine, observe, singleflight, sources, spool
+from .result_storage import SOURCE_ETAG
 from .s3 import NotFound, S3Error, TooLarge, Unavailable
-from .s3.aio import for_config
+from .s3.aio import AsyncS3, for_config
+from .settings import Settings, settings_of
+from .thumbor_adapter import state_of
 
 logger = logging.getLogger("imgstack.loader")
+
+#: bytes of an original read before its header is judged (JPEG's EXIF and ICC segments come first)
+_HEAD = 256 * 1024
+#: intermediates being stored, kept referenced until done
+_storing: set[asyncio.Task[None]] = set()
 
 
 def validate(context, url: str) -> bool:  # noqa: ANN001 - Thumbor's signature
@@ -40,30 +60,128 @@ def _failure(error: S3Error) -> LoaderResult:
     return LoaderResult(successful=False, error=code)
 
 
+def _limits(settings: Settings) -> limits.Limits:
+    streams = settings.engine == "thumbor_plugins.vips_engine"
+    return limits.Limits(
+        max_pixels=settings.max_pixels,
+        max_frames=settings.max_frames,
+        max_decode_bytes=settings.max_decode_memory,
+        max_ratio=settings.max_decompression_ratio,
+        stream_to=(settings.max_width, settings.max_height) if streams else None,
+    )
+
+
+class _Refused(Exception):
+    """Over a cap of :mod:`.limits`: answered 422."""
+
+
 async def _fetch(context, source: sources.Source) -> LoaderResult:  # noqa: ANN001
+    settings = settings_of(context)
     s3 = for_config(context.config)
+    state = state_of(context.request)
+    # the request's own original, not a watermark()'s or frame()'s second image: rendering is
+    # timed from here to the response (thumbor_plugins.app), the result storage stores the render
+    # only if the original is still this one, and only it may render from an intermediate
+    own = state.decision is None or state.decision.source == source
     started, before = time.perf_counter(), s3.bytes_read
     try:
-        data = await s3.get(source.bucket, source.key, max_bytes=int(context.config.IMGSTACK_MAX_SOURCE_BYTES))
+        async with s3.open(source.bucket, source.key, max_bytes=settings.max_source_bytes) as stream:
+            if own:
+                state.loaded_at = time.perf_counter()
+                state.source_etag = stream.etag
+            head = await stream.peek(_HEAD)
+            caps = _limits(settings)
+            # a GIF's frames are counted over its whole body; other headers come first
+            early = stream.length is not None and head[:3] != b"GIF"
+            size = _check(head, caps, stream.length, source) if early else None
+            plan = _plan(context, size, head) if own and size is not None else None
+            if plan is not None:
+                found = await _stored_intermediate(s3, settings, source, stream.etag)
+                if found is not None:
+                    return _result(found, stream)
+            if stream.length is not None and stream.length > settings.spool_bytes:
+                file = spool.temporary(settings.spool_dir)
+                await stream.read_into(file)
+                body: Any = spool.Spooled(file)
+            else:
+                body = await stream.read()
     finally:
         observe.s3_fetch(time.perf_counter() - started, s3.bytes_read - before)
-    info = getattr(context.request, "imgstack", None)
-    if info is None or info.source == source:
-        # the request's own original, not a watermark()'s or frame()'s second image: rendering is
-        # timed from here to the response (thumbor_plugins.app), and the result storage stores the
-        # render only if the original is still this one
-        context.request.imgstack_loaded_at = time.perf_counter()
-        context.request.imgstack_source_etag = data.etag
+    if size is None:
+        _check(body, caps, len(body), source)
+    if plan is not None:
+        body = await _intermediate(s3, settings, source, stream.etag, body, plan)
+    return _result(body, stream)
+
+
+def _check(data: Any, caps: limits.Limits, length: int | None, source: sources.Source) -> limits.Declared | None:
     try:
-        limits.check_pixels(data.body, int(context.config.IMGSTACK_MAX_PIXELS), int(context.config.IMGSTACK_MAX_FRAMES))
+        return limits.check(data, caps, length)
     except limits.TooManyPixels as error:
         logger.warning("refused %s/%s: %s", source.bucket, source.key, error)
-        context.request.imgstack_rejection = "too_many_pixels"
-        return LoaderResult(successful=False, error=422)
+        raise _Refused(str(error)) from error
+
+
+def _result(body: Any, stream: Any) -> LoaderResult:
     return LoaderResult(
-        buffer=data.body,
-        metadata={"LastModified": data.last_modified, "ContentType": data.content_type, "ETag": data.etag},
+        buffer=body,
+        metadata={"LastModified": stream.last_modified, "ContentType": stream.content_type, "ETag": stream.etag},
     )
+
+
+def _plan(context, size: limits.Declared, head: bytes) -> mezzanine.Plan | None:  # noqa: ANN001
+    settings = settings_of(context)
+    if not engine.in_output_terms(context.request):
+        return None
+    extension = {b"\xff\xd8": ".jpg", b"\x89P": ".png"}.get(head[:2]) or (".webp" if head[8:12] == b"WEBP" else None)
+    return mezzanine.plan(
+        size, extension,
+        palette=extension == ".png" and len(head) > 25 and head[25] == 3,
+        cap=(settings.max_width, settings.max_height),
+        min_pixels=settings.mezzanine_min_pixels,
+    )
+
+
+async def _stored_intermediate(s3: AsyncS3, settings: Settings, source: sources.Source, etag: str) -> bytes | None:
+    """The stored intermediate made from this version of the original, or None."""
+    try:
+        data = await s3.get(settings.derived_bucket, mezzanine.key(source))
+    except NotFound:
+        return None
+    except S3Error as error:
+        logger.warning("cannot read the intermediate of %s/%s: %s", source.bucket, source.key, error)
+        return None
+    if not etag or data.metadata.get(SOURCE_ETAG) != etag:
+        return None  # made from another version: it will be made again
+    observe.intermediate("used")
+    return data.body
+
+
+async def _intermediate(s3: AsyncS3, settings: Settings, source: sources.Source, etag: str, body: Any,
+                        plan: mezzanine.Plan) -> bytes:
+    """Make the intermediate from the original's ``body`` (once per original across the workers:
+    the others wait, then find it stored), store it, and return it to render from."""
+    key = mezzanine.key(source)
+    async with singleflight.shared().hold(f"mezzanine:{settings.derived_bucket}/{key}") as leader:
+        if not leader:
+            found = await _stored_intermediate(s3, settings, source, etag)
+            if found is not None:
+                return found
+        made = await asyncio.get_running_loop().run_in_executor(None, _make, body, plan, settings)
+        observe.intermediate("made")
+        try:
+            await s3.put(settings.derived_bucket, key, made, content_type=f"image/{plan.format}",
+                         metadata={SOURCE_ETAG: etag} if etag else None)
+        except S3Error as error:
+            logger.error("storing the intermediate of %s/%s failed: %s", source.bucket, source.key, error)
+    return made
+
+
+def _make(body: Any, plan: mezzanine.Plan, settings: Settings) -> bytes:
+    from .vips_engine import render_thread_priority
+
+    render_thread_priority(settings.render_niceness)
+    return mezzanine.make(body, plan, settings.mezzanine_quality)
 
 
 async def load(context, url: str) -> LoaderResult:  # noqa: ANN001
@@ -73,13 +191,16 @@ async def load(context, url: str) -> LoaderResult:  # noqa: ANN001
         return LoaderResult(successful=False, error=error.status)
     try:
         return await _fetch(context, source)
+    except _Refused:
+        state_of(context.request).rejection = "too_many_pixels"
+        return LoaderResult(successful=False, error=422)
     except NotFound as error:
-        fallback = context.config.IMGSTACK_FALLBACK_IMAGE
+        fallback = settings_of(context).fallback_image
         if not fallback:
             return _failure(error)
         try:
             result = await _fetch(context, sources.locate(fallback, allowed_buckets=(fallback.split("/")[0],)))
-        except S3Error as fallback_error:
+        except (S3Error, _Refused) as fallback_error:
             logger.error("fallback image %s unavailable: %s", fallback, fallback_error)
             return _failure(error)
         # a stand-in must not be stored as the rendition of the real image; Thumbor then serves
@@ -88,7 +209,7 @@ async def load(context, url: str) -> LoaderResult:  # noqa: ANN001
         return result
     except S3Error as error:
         if isinstance(error, TooLarge):
-            context.request.imgstack_rejection = "too_large"
+            state_of(context.request).rejection = "too_large"
         else:
             logger.warning("S3 read of %s/%s failed: %s", source.bucket, source.key, error)
         return _failure(error)

@@ -95,6 +95,12 @@ RENDER_SECONDS = Histogram(
 RESULT_STORAGE = Counter(
     "imgstack_result_storage_lookups", "Result-storage lookups, by result (hit or miss).",
     ["result"], registry=REGISTRY)
+PURGE_DELETE_FAILURES = Counter(
+    "imgstack_purge_delete_failures", "Variants a purge could not delete (S3 DeleteObjects refused "
+    "them): still reachable until the event, answered 503, is retried.", registry=REGISTRY)
+INTERMEDIATES = Counter(
+    "imgstack_intermediates", "Stored intermediates of huge originals: made (first miss) or used "
+    "(a later miss rendered from one instead of the original).", ["event"], registry=REGISTRY)
 WARM_QUEUE_DEPTH = Gauge(
     "imgstack_warm_queue_depth", "Pending warm/purge jobs (all live workers added up).",
     registry=REGISTRY, multiprocess_mode="livesum")
@@ -105,7 +111,9 @@ for _reason in REASONS:
     REJECTED.labels(_reason)
 for _result in ("hit", "miss"):
     RESULT_STORAGE.labels(_result)
-del _kind, _reason, _result
+for _event in ("made", "used"):
+    INTERMEDIATES.labels(_event)
+del _kind, _reason, _result, _event
 
 _LIVE_GAUGE_FILE = re.compile(r"gauge_live[a-z]*_(\d+)\.db$")
 

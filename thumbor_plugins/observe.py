@@ -7,6 +7,7 @@ Contract (callers):
 - ``rendered(seconds)``: decode + transform + encode time of a result-storage miss.
 - ``result_storage(hit)``: once per result-storage lookup.
 - ``warm_queue_depth(n)``: whenever the events queue changes.
+- ``purge_delete_failed(n)``: a purge left ``n`` variants S3 refused to delete.
 
 Subscribers: :mod:`thumbor_plugins.metrics` (always) and :mod:`thumbor_plugins.access_log`
 (unless ``IMGSTACK_ACCESS_LOG`` is off; :func:`configure` reads it once at start-up).
@@ -20,6 +21,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from . import access_log, metrics
+from .settings import Settings
 
 logger = logging.getLogger("imgstack.observe")
 
@@ -27,13 +29,13 @@ _access_log_enabled = True
 _F = TypeVar("_F", bound=Callable[..., None])
 
 
-def configure(config: Any) -> None:
+def configure(settings: Settings) -> None:
     """Read the settings of the subscribers (called once when the handlers are set up)."""
     global _access_log_enabled
-    _access_log_enabled = bool(getattr(config, "IMGSTACK_ACCESS_LOG", True))
+    _access_log_enabled = settings.access_log
     access_log.install_tornado_filter()
     if _access_log_enabled:
-        access_log.configure(getattr(config, "IMGSTACK_ACCESS_LOG_FILE", None))
+        access_log.configure(settings.access_log_file)
 
 
 def _never_raises(function: _F) -> _F:
@@ -67,9 +69,10 @@ def request_finished(
     image_format: str | None = None,
     client: str | None = None,
 ) -> None:
-    """``kind``: image | event | health | metrics | other. ``image_format``: the image format sent. ``reason``: the rejection reason word
-    (bad_signature, expired, too_large, too_many_pixels, overload, ...) or None. ``path`` is the
-    request path; implementations must not log a full signature."""
+    """``kind``: image | event | health | metrics | other. ``image_format``: the image format sent.
+    ``reason``: the rejection reason word (bad_signature, expired, too_large, too_many_pixels,
+    overload, ...) or None. ``path`` is the request path; implementations must not log a full
+    signature."""
     if kind not in metrics.KINDS:
         kind = "other"
     metrics.REQUESTS.labels(kind, str(int(status))).inc()
@@ -100,6 +103,18 @@ def rendered(seconds: float) -> None:
 def result_storage(hit: bool) -> None:
     """A result-storage lookup."""
     metrics.RESULT_STORAGE.labels("hit" if hit else "miss").inc()
+
+
+@_never_raises
+def purge_delete_failed(keys: int) -> None:
+    """A purge's DeleteObjects refused ``keys`` variants (they are still there)."""
+    metrics.PURGE_DELETE_FAILURES.inc(max(0, keys))
+
+
+@_never_raises
+def intermediate(event: str) -> None:
+    """A huge original's stored intermediate was ``made`` or ``used``."""
+    metrics.INTERMEDIATES.labels(event).inc()
 
 
 @_never_raises

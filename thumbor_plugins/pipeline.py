@@ -1,29 +1,47 @@
 """The request pipeline, pure (no Thumbor, no tornado, no S3): what the server decides about an
 image request before anything is loaded, and the cache policy of its answer.
 
-    decide(path, accept, settings, now) -> Decision      or raises Refusal
+    decide(path, accept, settings, now, known_filters) -> Decision      or raises Refusal
       1. verify   signature, grammar, filters and their costs, expiry     (403 / 400 / 410)
       2. presets  IMGSTACK_ONLY_PRESETS                                    (403)
       3. locate   bucket allow-list, key checks, no S3 call               (400 / 404)
       4. name     negotiated output format, result-storage key
     cache_control(decision, settings, now, temporary) -> the Cache-Control value
+    varies(decision, settings)                        -> whether to send Vary: Accept
+    last_modified(stored_at, settings), not_modified(last_modified, headers) -> a stored result's 304
 
-:class:`Settings` holds what it reads, typed, built and checked once at start-up
-(:meth:`Settings.from_config`). :class:`Refusal` is the one error: HTTP status, a reason word for
-logs and metrics, an internal message for the log, and :func:`public_text` for the client (fixed
-words, never the request's own text). The Thumbor handler (``thumbor_plugins.app``) is the adapter
-that runs this and hands a :class:`Decision` to Thumbor's rendering.
+It reads :class:`~thumbor_plugins.settings.Settings` (typed, checked once at start-up) and, from
+Thumbor, only the filters it runs (``known_filters``: name -> the pattern of its arguments).
+:class:`Refusal` is the one error: HTTP status, a reason word for logs and metrics, an internal
+message for the log, and :func:`public_text` for the client (fixed words, never the request's own
+text). The image handler (``thumbor_plugins.app``) is the adapter that runs this and hands a
+:class:`Decision` to Thumbor's rendering.
 """
 
 from __future__ import annotations
 
+import datetime
+import email.utils
 from collections.abc import Mapping
 from dataclasses import dataclass
 from re import Pattern
-from typing import Any
 
 from . import derived, presets, sources
-from .urls import Params, Signer, UrlError, cache_max_age, generate, verify_request
+from .settings import Settings
+from .urls import Params, UrlError, cache_max_age, generate, verify_request
+
+__all__ = [
+    "ERROR_TEXT",
+    "REASON_TEXT",
+    "Decision",
+    "Refusal",
+    "cache_control",
+    "decide",
+    "last_modified",
+    "not_modified",
+    "public_text",
+    "varies",
+]
 
 #: the public words of an error answer, by status
 ERROR_TEXT = {
@@ -76,48 +94,7 @@ class Refusal(Exception):
         return public_text(self.status, self.reason)
 
 
-@dataclass(frozen=True)
-class Settings:
-    """What the pipeline reads, typed (built from the config once: :meth:`from_config`)."""
-
-    signer: Signer
-    known_filters: Mapping[str, Pattern[str]] | None = None
-    allow_unsafe: bool = False
-    require_expires: bool = False
-    max_lifetime: int = 0
-    max_filters: int = 0
-    #: IMGSTACK_ONLY_PRESETS: the presets a URL must match; None: any URL
-    only_presets: Mapping[str, Params] | None = None
-    allowed_buckets: tuple[str, ...] = ("images",)
-    fixed_bucket: str | None = None
-    root_path: str = ""
-    auto_avif: bool = True
-    auto_webp: bool = True
-    max_age: int = 86400
-    max_age_temp: int = 0
-    versioned_max_age: int = 31536000
-
-    @classmethod
-    def from_config(cls, config: Any, signer: Signer, known_filters: Mapping[str, Pattern[str]] | None) -> Settings:
-        """From a Thumbor config (our names, the tc_aws aliases: :func:`sources.locate_options`)."""
-        return cls(
-            signer=signer,
-            known_filters=known_filters,
-            allow_unsafe=bool(config.ALLOW_UNSAFE_URL),
-            require_expires=bool(config.IMGSTACK_REQUIRE_EXPIRES),
-            max_lifetime=int(config.IMGSTACK_MAX_LINK_LIFETIME or 0),
-            max_filters=int(config.IMGSTACK_MAX_FILTERS or 0),
-            only_presets=presets.load(config.IMGSTACK_PRESETS_FILE) if config.IMGSTACK_ONLY_PRESETS else None,
-            **sources.locate_options(config),
-            auto_avif=bool(config.AUTO_AVIF),
-            auto_webp=bool(config.AUTO_WEBP),
-            max_age=int(config.MAX_AGE or 0),
-            max_age_temp=int(config.MAX_AGE_TEMP_IMAGE or 0),
-            versioned_max_age=int(config.IMGSTACK_VERSIONED_MAX_AGE),
-        )
-
-
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Decision:
     """An image request the pipeline accepted: what to render or look up, and where it lives."""
 
@@ -137,22 +114,23 @@ class Decision:
         return self.params.format is None
 
 
-def decide(path: str, accept: str, settings: Settings, now: float) -> Decision:
+def decide(path: str, accept: str, settings: Settings, now: float,
+           known_filters: Mapping[str, Pattern[str]] | None = None) -> Decision:
     """The decision for an image request's raw path (``/<signature>/<options>/<image>``, as
-    received) and ``Accept`` header. Raises :class:`Refusal`; nothing is loaded either way."""
+    received) and ``Accept`` header. ``known_filters``: the filters the renderer runs (None: any
+    filter the grammar reads). Raises :class:`Refusal`; nothing is loaded either way."""
     try:
         params = verify_request(
-            path, signer=settings.signer, now=now, allow_unsafe=settings.allow_unsafe,
-            require_expires=settings.require_expires, max_lifetime=settings.max_lifetime,
-            known_filters=settings.known_filters, max_filters=settings.max_filters,
+            path, signer=settings.signer(), now=now, allow_unsafe=settings.allow_unsafe_url,
+            require_expires=settings.require_expires, max_lifetime=settings.max_link_lifetime,
+            known_filters=known_filters, max_filters=settings.max_filters,
         )
     except UrlError as error:
         raise Refusal(error.status, error.reason, str(error)) from None
-    if settings.only_presets is not None and presets.matches(params, settings.only_presets) is None:
+    if settings.only_presets and presets.matches(params, settings.presets) is None:
         raise Refusal(403, "not_a_preset", "only presets are served (IMGSTACK_ONLY_PRESETS)")
     try:
-        source = sources.locate(params.image, allowed_buckets=settings.allowed_buckets,
-                                fixed_bucket=settings.fixed_bucket, root_path=settings.root_path)
+        source = sources.locate_for(params.image, settings)
     except sources.SourceError as error:
         raise Refusal(error.status, "bad_source" if error.status == 400 else "not_found", str(error)) from None
     fmt = derived.negotiate(params.format, accept, auto_avif=settings.auto_avif, auto_webp=settings.auto_webp)
@@ -172,7 +150,7 @@ def cache_control(decision: Decision, settings: Settings, now: float, *, tempora
     fallback image, a detection error): MAX_AGE_TEMP_IMAGE. Permanent versioned link: a year,
     immutable. Otherwise MAX_AGE. A signed ``max_age(n)`` lowers any of these to n, never raises
     them (read from the URL, so a hit, which runs no filter, is answered the same)."""
-    max_age = settings.max_age_temp if temporary else settings.max_age
+    max_age = settings.max_age_temp_image if temporary else settings.max_age
     asked = _asked_max_age(decision.params)
     if asked is not None:
         max_age = min(max_age, asked)
@@ -187,3 +165,29 @@ def cache_control(decision: Decision, settings: Settings, now: float, *, tempora
 def varies(decision: Decision, settings: Settings) -> bool:
     """The answer depends on ``Accept`` (``Vary: Accept``)."""
     return decision.negotiated and (settings.auto_avif or settings.auto_webp)
+
+
+def last_modified(stored_at: datetime.datetime | None, settings: Settings) -> datetime.datetime | None:
+    """The ``Last-Modified`` of a stored result (UTC, whole seconds; a naive time is UTC), or None
+    when none is sent (SEND_IF_MODIFIED_LAST_MODIFIED_HEADERS off, or no time known)."""
+    if not settings.send_if_modified_last_modified_headers or stored_at is None:
+        return None
+    if stored_at.tzinfo is None:
+        stored_at = stored_at.replace(tzinfo=datetime.UTC)
+    return stored_at.astimezone(datetime.UTC).replace(microsecond=0)
+
+
+def not_modified(modified: datetime.datetime, headers: Mapping[str, str]) -> bool:
+    """Whether the client's copy is current by ``If-Modified-Since``. ``If-None-Match``, when
+    sent, is the validator that counts (RFC 9110 13.2.2; the server checks it against the ETag);
+    an unparsable date is ignored, as RFC 9110 asks."""
+    header = headers.get("If-Modified-Since")
+    if not header or "If-None-Match" in headers:
+        return False
+    try:
+        since = email.utils.parsedate_to_datetime(header)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return False
+    if since.tzinfo is None:
+        since = since.replace(tzinfo=datetime.UTC)
+    return modified <= since

@@ -1,8 +1,9 @@
 """Thumbor result storage in the derived bucket: ``RESULT_STORAGE = 'thumbor_plugins.result_storage'``.
 
 Holds the shared S3 client (composition, not inheritance). One GET per lookup, no HEAD first.
-The key (:mod:`thumbor_plugins.derived`) comes from the request as verified by our handler
-(``context.request.imgstack``); a request that did not pass through it is never stored.
+The key (:mod:`thumbor_plugins.derived`) comes from the request as verified by our handler (the
+decision in its :class:`~thumbor_plugins.thumbor_adapter.RequestState`); a request that did not
+pass through it is never stored.
 ``RESULT_STORAGE_EXPIRATION_SECONDS`` > 0 makes older results a miss. A failed write is logged and
 the response still succeeds.
 
@@ -14,7 +15,7 @@ while the original still has it (one HEAD per hit), for S3 servers that send no 
 
 Our image handler looks results up itself with :func:`lookup` (before the render lock, and again
 after waiting for another request's render) and serves hits without Thumbor's pipeline; it then
-marks the request (``imgstack_looked_up``) so that :meth:`Storage.get` does not read again.
+marks the request (``RequestState.looked_up``) so that :meth:`Storage.get` does not read again.
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ from . import observe
 from .s3 import NotFound, S3Error
 from .s3.aio import AsyncS3, for_config
 from .s3.types import ObjectData
+from .settings import Settings
 from .sources import Source
+from .thumbor_adapter import RequestState, mimetype, state_of
 
 logger = logging.getLogger("imgstack.result_storage")
 
@@ -43,28 +46,27 @@ async def lookup(config: Any, key: str, source: Source | None = None) -> ObjectD
     ``RESULT_STORAGE_EXPIRATION_SECONDS``, unreadable (a broken result storage must not break
     rendering), or, with ``IMGSTACK_REVALIDATE_ORIGINALS``, rendered from an original that has
     since changed or gone. Counts the lookup in the metrics."""
-    s3 = for_config(config)
+    s3, settings = for_config(config), Settings.of(config)
     data: ObjectData | None
     try:
-        data = await s3.get(config.IMGSTACK_DERIVED_BUCKET, key)
+        data = await s3.get(settings.derived_bucket, key)
     except NotFound:
         data = None
     except S3Error as error:
         logger.warning("result storage read %s failed: %s", key, error)
         data = None
-    if data is not None and _expired(config, data.last_modified):
+    if data is not None and _expired(settings.result_storage_expiration_seconds, data.last_modified):
         data = None
-    if data is not None and source is not None and config.IMGSTACK_REVALIDATE_ORIGINALS:
+    if data is not None and source is not None and settings.revalidate_originals:
         data = data if await _still_from(s3, source, data.metadata.get(SOURCE_ETAG)) else None
     observe.result_storage(hit=data is not None)
     return data
 
 
-def _expired(config: Any, last_modified: datetime.datetime | None) -> bool:
-    ttl = int(config.RESULT_STORAGE_EXPIRATION_SECONDS or 0)
+def _expired(ttl: int, last_modified: datetime.datetime | None) -> bool:
     if ttl <= 0 or last_modified is None:
         return False
-    age = datetime.datetime.now(datetime.timezone.utc) - last_modified
+    age = datetime.datetime.now(datetime.UTC) - last_modified
     return age.total_seconds() > ttl
 
 
@@ -83,19 +85,23 @@ class Storage(BaseStorage):
     def __init__(self, context) -> None:  # noqa: ANN001
         super().__init__(context)
         self.s3 = for_config(context.config)
-        self.bucket = context.config.IMGSTACK_DERIVED_BUCKET
+        self.bucket = Settings.of(context.config).derived_bucket
         self._last_modified: datetime.datetime | None = None
 
     @property
+    def state(self) -> RequestState:
+        return state_of(self.context.request)
+
+    @property
     def key(self) -> str | None:
-        info = getattr(self.context.request, "imgstack", None)
-        return info.derived_key if info is not None else None
+        decision = self.state.decision
+        return decision.derived_key if decision is not None else None
 
     async def get(self) -> ResultStorageResult | None:
-        key = self.key
-        if key is None or getattr(self.context.request, "imgstack_looked_up", False):
+        decision = self.state.decision
+        if decision is None or self.state.looked_up:
             return None
-        data = await lookup(self.context.config, key, self.context.request.imgstack.source)
+        data = await lookup(self.context.config, decision.derived_key, decision.source)
         if data is None:
             return None
         self._last_modified = data.last_modified
@@ -113,27 +119,25 @@ class Storage(BaseStorage):
         key = self.key
         if key is None:
             return None
-        from thumbor.engines import BaseEngine
-
         if not await self._source_unchanged():
             return None
-        etag = getattr(self.context.request, "imgstack_source_etag", None)
+        etag = self.state.source_etag
         try:
             await self.s3.put(
                 self.bucket, key, image_bytes,
-                content_type=BaseEngine.get_mimetype(image_bytes),
+                content_type=mimetype(image_bytes),
                 metadata={SOURCE_ETAG: etag} if etag else None,
             )
         except S3Error as error:
             logger.error("result storage write %s failed: %s", key, error)
             return None
         return key
+
     async def _source_unchanged(self) -> bool:
-        request = self.context.request
-        etag = getattr(request, "imgstack_source_etag", None)
-        if etag is None:
+        state = self.state
+        if state.source_etag is None or state.decision is None:
             return True  # not loaded by our loader (nothing to compare with)
-        source = request.imgstack.source
+        source = state.decision.source
         try:
             current = await self.s3.head(source.bucket, source.key)
         except NotFound:
@@ -142,7 +146,7 @@ class Storage(BaseStorage):
         except S3Error as error:
             logger.warning("not storing %s: cannot check its original: %s", self.key, error)
             return False
-        if current.etag != etag:
+        if current.etag != state.source_etag:
             logger.info("not storing %s: its original changed while rendering", self.key)
             return False
         return True

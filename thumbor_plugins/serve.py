@@ -3,6 +3,8 @@
 Used by ``imgstack dev``, the test suite and the Docker image, so all three run the same thing.
 Every option is Thumbor's own (``thumbor --help``) and is passed on. What this adds:
 
+- The configuration is read and checked once, before any worker starts: a bad one is refused
+  with one clear message (exit status 1) instead of every worker failing in turn.
 - ``IMGSTACK_PROCESSES`` workers (0 or unset: one per CPU core). This process binds the port
   and supervises that many ``thumbor --fd`` workers, each on a socket of its own (see
   :func:`_listen`): a worker that dies is restarted on its socket (connections wait in its
@@ -38,19 +40,9 @@ from . import singleflight
 GRACE = 10.0
 
 
-def process_count(environ: dict[str, str] | None = None) -> int:
-    """``IMGSTACK_PROCESSES``; 0 or unset: one per core this process may use (:func:`usable_cores`)."""
-    environ = os.environ if environ is None else environ
-    text = (environ.get("IMGSTACK_PROCESSES") or "0").strip()
-    try:
-        count = int(text)
-    except ValueError:
-        raise SystemExit(f"IMGSTACK_PROCESSES={text!r}: expected a whole number (0: one per core)") from None
-    if count < 0:
-        raise SystemExit(f"IMGSTACK_PROCESSES={count}: must be 0 (one per core) or more")
-    if count == 0:
-        count = usable_cores()
-    return count
+def process_count(processes: int) -> int:
+    """``IMGSTACK_PROCESSES``; 0: one per core this process may use (:func:`usable_cores`)."""
+    return processes or usable_cores()
 
 
 def usable_cores(cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
@@ -172,16 +164,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("-f", "--fd", default=None)
     parser.add_argument("--processes", type=int, default=None)
     known, rest = parser.parse_known_args(args)
-    count = max(1, known.processes if known.processes is not None else process_count())
+    from . import thumbor_adapter
+
+    try:
+        settings = thumbor_adapter.checked_settings(rest)
+    except ValueError as error:  # SettingError, or Thumbor's for a missing --keyfile
+        raise SystemExit(f"imgstack: refusing to start: {error}") from None
+    count = max(1, known.processes if known.processes is not None else process_count(settings.processes))
     owned: list[str] = []
     if not os.environ.get(singleflight.LOCK_DIR_ENV):
         os.environ[singleflight.LOCK_DIR_ENV] = tempfile.mkdtemp(prefix="imgstack-locks-")
         owned.append(os.environ[singleflight.LOCK_DIR_ENV])
     try:
         if known.fd is not None:  # a socket of the caller's: one worker, this process
-            from thumbor.server import main as thumbor_main
-
-            thumbor_main([*rest, f"--port={known.port}", f"--ip={known.ip}", f"--fd={known.fd}"])
+            thumbor_adapter.run_thumbor([*rest, f"--port={known.port}", f"--ip={known.ip}", f"--fd={known.fd}"])
             return 0
         # glibc gives every render thread malloc arenas of its own, and freed image buffers stay
         # in them; with 2, far less does

@@ -2,8 +2,7 @@
 
 The first request for a key (the leader) renders and stores; identical requests that arrive
 meanwhile (followers) wait until the leader has finished, then go on, and find the stored result
-(a hit). Requests for different keys never wait for one another. imagor calls this "suppress";
-Go's singleflight is the model.
+(a hit). Requests for different keys never wait for one another (docs/decisions.md).
 
 Two levels, both cheap:
 

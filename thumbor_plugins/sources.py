@@ -7,7 +7,10 @@ call), the result storage (to prefix derived keys) and the events endpoint all u
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import quote, unquote
+
+from .settings import Settings
 
 
 class SourceError(ValueError):
@@ -70,23 +73,16 @@ def locate(
     return Source(bucket, key)
 
 
-def locate_options(config) -> dict:  # type: ignore[no-untyped-def]
-    """:func:`locate`'s keyword arguments from a Thumbor config (ours, or the tc_aws names)."""
-    from .config import setting
-
-    allowed = setting(config, "IMGSTACK_ALLOWED_BUCKETS")
-    fixed = setting(config, "IMGSTACK_BUCKET") or None
-    if isinstance(allowed, str):
-        allowed = tuple(b.strip() for b in allowed.split(",") if b.strip())
-    if fixed and fixed not in allowed:
-        allowed = (*allowed, fixed)
-    return {"allowed_buckets": tuple(allowed), "fixed_bucket": fixed,
-            "root_path": setting(config, "IMGSTACK_LOADER_ROOT_PATH") or ""}
+def locate_for(image: str, settings: Settings) -> Source:
+    """:func:`locate` with the loader's settings (``IMGSTACK_ALLOWED_BUCKETS`` and the fixed
+    ``IMGSTACK_BUCKET``, ``IMGSTACK_LOADER_ROOT_PATH``)."""
+    return locate(image, allowed_buckets=settings.readable_buckets, fixed_bucket=settings.bucket,
+                  root_path=settings.loader_root_path)
 
 
-def from_config(image: str, config) -> Source:  # type: ignore[no-untyped-def]
-    """:func:`locate` with the loader settings of a Thumbor config."""
-    return locate(image, **locate_options(config))
+def from_config(image: str, config: Any) -> Source:
+    """:func:`locate_for` with the settings of a Thumbor config."""
+    return locate_for(image, Settings.of(config))
 
 
 def url_path(bucket: str, key: str) -> str:

@@ -22,12 +22,15 @@ import logging
 import os
 import re
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pyvips
 from PIL import Image
 
 from . import engine as pil_engine
+from . import spool
+from .settings import settings_of
 
 logger = logging.getLogger("imgstack.engine")
 
@@ -69,7 +72,7 @@ def _needs_pil(method: Callable) -> Callable:
     on Pillow from then on)."""
 
     @functools.wraps(method)
-    def wrapper(self: "Engine", *args: Any, **kwargs: Any) -> Any:
+    def wrapper(self: Engine, *args: Any, **kwargs: Any) -> Any:
         self.use_pil()
         return method(self, *args, **kwargs)
 
@@ -106,6 +109,9 @@ class Engine(pil_engine.Engine):
     """See the module docstring. ``self.image`` is a ``pyvips.Image`` while libvips handles the
     request, a Pillow image after :meth:`use_pil` (or from the start for other formats)."""
 
+    #: a ``pyvips.Image`` while libvips handles the request, a Pillow image after :meth:`use_pil`
+    image: Any
+    extension: str | None
     #: the libvips image reads its source once, top to bottom (see _streamable)
     _sequential = False
     #: (result, source) of the last libvips resize
@@ -141,8 +147,8 @@ class Engine(pil_engine.Engine):
         return image if image is not None else super().create_image(buffer)
 
     def _vips_load(self, buffer: bytes) -> pyvips.Image | None:
-        # the source refers to the loader's bytes (no copy); the header is read, not the pixels
-        source = pyvips.Source.new_from_memory(buffer)
+        # the loader's bytes (no copy) or its spooled file; the header is read, not the pixels
+        source = spool.vips_source(buffer)
         header = pyvips.Image.new_from_source(source, "")
         fields = set(header.get_fields())
         if header.interpretation not in _INTERPRETATIONS or header.bands not in _MODES:
@@ -154,7 +160,10 @@ class Engine(pil_engine.Engine):
         palette = self.extension == ".png" and _png_is_palette(buffer)
         self.original_mode = "P" if palette else _MODES[header.bands]
         options = self._shrink_options(header)
-        self._sequential = self._streamable(header)
+        # larger than the size cap: read once, top to bottom, through the downscale to the cap
+        # (normalize) that comes first, whatever the request; what needs pixels out of order
+        # then reads the small downscaled copy (_computed). A huge original is never held whole.
+        self._sequential = self._streamable(header) or self._over_cap(header, options)
         if self._sequential:
             options["access"] = "sequential"
         if not options:
@@ -181,12 +190,36 @@ class Engine(pil_engine.Engine):
             and filters <= _STREAMING_FILTERS
         )
 
+    def _over_cap(self, header: pyvips.Image, options: dict[str, Any]) -> bool:
+        settings = settings_of(self.context)
+        shrink = options.get("shrink", 1) / options.get("scale", 1)
+        width, height = header.width / shrink, header.height / shrink
+        return bool(
+            (settings.max_width and width > settings.max_width)
+            or (settings.max_height and height > settings.max_height)
+        )
+
+    def normalize(self) -> bool:
+        """Thumbor's: fit the image into MAX_WIDTH x MAX_HEIGHT before anything else. Thumbor
+        leaves an image alone when it is over both caps by exactly as much (a square over a
+        square cap); here it is fitted too, so that no image is ever held larger than the cap."""
+        if super().normalize():
+            return True
+        width, height = self.size
+        settings = settings_of(self.context)
+        cap_w, cap_h = settings.max_width, settings.max_height
+        if not (cap_w and cap_h) or (width <= cap_w and height <= cap_h):
+            return False
+        scale = min(cap_w / width, cap_h / height)
+        self.resize(max(1, round(width * scale)), max(1, round(height * scale)))
+        return True
+
     def _shrink_options(self, header: pyvips.Image) -> dict[str, Any]:
         """Decode smaller when the output allows it (JPEG: DCT scale, WebP: any scale). Only for
         the request's own original, never a watermark loaded by the same engine class."""
         request = getattr(self.context, "request", None)
         if (
-            not self.context.config.IMGSTACK_JPEG_SHRINK_ON_LOAD
+            not settings_of(self.context).jpeg_shrink_on_load
             or request is None
             or getattr(request, "engine", None) is not self
         ):
@@ -215,7 +248,8 @@ class Engine(pil_engine.Engine):
         if not self.on_vips:
             return super().crop(left, top, right, bottom)
         box = int(left), int(top), int(right), int(bottom)
-        if box[0] < 0 or box[1] < 0 or box[2] > self.image.width or box[3] > self.image.height or box[2] <= box[0] or box[3] <= box[1]:
+        inside = 0 <= box[0] < box[2] <= self.image.width and 0 <= box[1] < box[3] <= self.image.height
+        if not inside:
             # outside the image: Pillow pads with black, as Thumbor always did
             self.use_pil()
             return super().crop(*box)
@@ -307,24 +341,24 @@ class Engine(pil_engine.Engine):
 
     def _pil_only(self, ext: str, quality: Any) -> bool:
         """Settings and formats only the Pillow path implements."""
-        config = self.context.config
+        settings = settings_of(self.context)
         return (
             ext not in _VIPS_OUTPUTS
             or not isinstance(quality, int)
-            or config.PILLOW_JPEG_SUBSAMPLING is not None
-            or config.PILLOW_JPEG_QTABLES is not None
-            or config.PRESERVE_EXIF_COPYRIGHT_INFO
-            or config.PRESERVE_IPTC_INFO
+            or settings.pillow_jpeg_subsampling is not None
+            or settings.pillow_jpeg_qtables is not None
+            or settings.preserve_exif_copyright_info
+            or settings.preserve_iptc_info
         )
 
     def read(self, extension: str | None = None, quality: Any = None) -> bytes:
-        render_thread_priority(int(self.context.config.IMGSTACK_RENDER_NICENESS or 0))
+        settings = settings_of(self.context)
+        render_thread_priority(settings.render_niceness)
         if not self.on_vips:
             return super().read(extension, quality)
-        config = self.context.config
         ext = extension or self.extension or self.get_default_extension()
         if quality is None:
-            quality = config.QUALITY
+            quality = settings.quality
         if self._pil_only(ext, quality):
             self.use_pil()
             return super().read(extension, quality)
@@ -338,7 +372,7 @@ class Engine(pil_engine.Engine):
             image = image.copy()
             if "icc-profile-data" in image.get_fields():
                 image.remove("icc-profile-data")
-        if config.PRESERVE_EXIF_INFO and self.exif is not None:
+        if settings.preserve_exif_info and self.exif is not None:
             image = image.copy()
             image.set_type(pyvips.GValue.blob_type, "exif-data", self.exif)  # orientation as corrected
             keep |= pyvips.enums.ForeignKeep.EXIF
@@ -347,16 +381,16 @@ class Engine(pil_engine.Engine):
         return buffer
 
     def _encode(self, image: pyvips.Image, ext: str, quality: int, keep: int) -> bytes:
-        config = self.context.config
+        settings = settings_of(self.context)
         if ext in (".jpg", ".jpeg"):
             if image.hasalpha():
                 image = image.extract_band(0, n=image.bands - 1)  # as Pillow's convert("RGB")
             return image.jpegsave_buffer(
-                Q=quality, optimize_coding=True, interlace=bool(config.PROGRESSIVE_JPEG), keep=keep
+                Q=quality, optimize_coding=True, interlace=settings.progressive_jpeg, keep=keep
             )
         if ext == ".png":
-            palette = bool(config.PILLOW_PRESERVE_INDEXED_MODE) and self.original_mode == "P"
-            level = config.PNG_COMPRESSION_LEVEL
+            palette = settings.pillow_preserve_indexed_mode and self.original_mode == "P"
+            level = settings.png_compression_level
             return image.pngsave_buffer(
                 compression=6 if level is None else int(level), palette=palette, filter="all", keep=keep
             )
@@ -367,8 +401,8 @@ class Engine(pil_engine.Engine):
                 return image.webpsave_buffer(lossless=True, keep=keep)
             return image.webpsave_buffer(Q=quality, keep=keep)
         # AVIF: Thumbor's AVIF_SPEED (0 slow .. 10 fast) as libvips' effort (9 slow .. 0 fast)
-        speed = config.AVIF_SPEED
-        effort = config.IMGSTACK_AVIF_EFFORT if speed is None else max(0, min(9, 9 - int(speed)))
+        speed = settings.avif_speed
+        effort = settings.avif_effort if speed is None else max(0, min(9, 9 - speed))
         return image.heifsave_buffer(Q=quality, compression="av1", effort=int(effort), bitdepth=8, keep=keep)
 
 

@@ -33,4 +33,17 @@ class _LazyGroup(click.Group):
 @click.group(cls=_LazyGroup)
 @click.version_option(package_name="imgstack")
 def main() -> None:
-    """imgstack: a private image service (S3/MinIO originals, Thumbor rendering)."""
+    """imgstack: a private image service (S3/MinIO originals, Thumbor rendering).
+
+    \b
+    Exit codes, the same for every command:
+      0  ok
+      1  some items failed (files, variants, objects, checks), each listed
+      2  usage error, or refused before changing anything
+      3  configuration or credentials (unknown profile, credentials refused, no such bucket)
+      4  S3 (or Thumbor, for warm) unreachable: retry later
+      5  imgstack dev: a service did not start or stopped
+
+    sync, warm, purge, doctor and url take --json: one JSON document on stdout.
+    Shell completion: eval "$(_IMGSTACK_COMPLETE=bash_source imgstack)" (zsh_source, fish_source).
+    """

@@ -11,6 +11,9 @@ and purged at overwrite and delete, as MinIO's webhook does in compose.
 Ports are stable: the ones chosen are kept in ``<data dir>/ports.json`` and reused by the next run
 (first run: 8888 and 9000 when free), so printed links and ``AWS_ENDPOINT_URL`` keep working.
 ``--port``/``--s3-port`` win; 0 means "pick a free one".
+
+Exit codes (:mod:`.exits`): 0 after Ctrl-C/SIGTERM, 5 when a service did not start or stopped,
+3 or 4 when the S3 server of ``--s3-endpoint-url`` refuses the credentials or cannot be reached.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from pathlib import Path
 import click
 
 from thumbor_plugins import embedded
+
+from .exits import Exit, exit_for
 
 SAMPLES = {
     "samples/portrait.jpg": "800px-Katherine_Maher.jpg",
@@ -63,7 +68,7 @@ class Ports:
     DEFAULTS = {"thumbor": 8888, "s3": 9000}
 
     @classmethod
-    def choose(cls, data_dir: Path, host: str, thumbor: int | None, s3: int | None, *, with_s3: bool) -> "Ports":
+    def choose(cls, data_dir: Path, host: str, thumbor: int | None, s3: int | None, *, with_s3: bool) -> Ports:
         """A flag wins (0: any free port); else the last run's port; else the default when free;
         else any free port. ``with_s3`` False: no embedded S3 server."""
         try:
@@ -99,6 +104,15 @@ def _free(port: int, host: str, with_grpc: bool) -> bool:
 
 class _Stop(Exception):
     pass
+
+
+class _S3Failed(Exception):
+    """The buckets could not be made ready on the S3 server at ``endpoint``."""
+
+    def __init__(self, endpoint: str, error: Exception) -> None:
+        super().__init__(f"{endpoint}: {error}")
+        self.endpoint = endpoint
+        self.error = error
 
 
 def _raise_stop(signum: int, frame: object) -> None:  # noqa: ARG001
@@ -165,7 +179,12 @@ def command(
             s3 = embedded.start_s3(data_dir / "s3", host=host, s3_port=ports.s3, webhook=webhook)
             children.append(s3)
             endpoint, access_key, secret_key = s3.endpoint_url, s3.access_key, s3.secret_key
-        embedded.ensure_buckets(endpoint, access_key, secret_key, [bucket, derived_bucket])
+        try:
+            embedded.ensure_buckets(endpoint, access_key, secret_key, [bucket, derived_bucket])
+        except _Stop:
+            raise
+        except Exception as error:  # noqa: BLE001 - sorted by the S3 module below
+            raise _S3Failed(endpoint, error) from error
         env.update(
             {
                 "IMGSTACK_S3_ENDPOINT_URL": endpoint,
@@ -195,14 +214,21 @@ def command(
             time.sleep(0.5)
         dead = next(child for child in children if not child.process.alive())
         click.echo(f"{dead.process.name} exited unexpectedly:\n{dead.process.log_tail()}", err=True)
-        sys.exit(1)
+        sys.exit(int(Exit.SERVICE))
     except _Stop:
         click.echo("stopping...", err=True)
     except embedded.StartError as error:
         click.echo(f"imgstack dev: {error}", err=True)
-        sys.exit(1)
+        sys.exit(int(Exit.SERVICE))
+    except _S3Failed as failed:
+        from thumbor_plugins.s3.sync import translate
+
+        reason = translate(failed.error)
+        click.echo(f"imgstack dev: S3 at {failed.endpoint}: {type(reason).__name__}: {reason}", err=True)
+        # a server of the user's (--s3-endpoint-url) is configuration or network; ours, a service
+        sys.exit(int(exit_for(reason) if s3_endpoint_url else Exit.SERVICE))
     finally:
-        for sig, handler in previous.items():
+        for sig in previous:
             signal.signal(sig, signal.SIG_IGN)
         for child in reversed(children):
             child.stop()
@@ -215,7 +241,8 @@ def _greet(ready: dict, samples: list[str], generated: list[str], env: dict, sec
 
     lines = [f"imgstack is up in {seconds:.1f}s: Thumbor {ready['thumbor_url']}, S3 {ready['s3_endpoint_url']}"]
     if "SECURITY_KEY" in generated:
-        lines.append(f"generated SECURITY_KEY={ready['security_key']} (set SECURITY_KEY to keep links valid across runs)")
+        lines.append(f"generated SECURITY_KEY={ready['security_key']} "
+                     "(set SECURITY_KEY to keep links valid across runs)")
     if "IMGSTACK_EVENTS_TOKEN" in generated:
         lines.append(f"generated IMGSTACK_EVENTS_TOKEN={env['IMGSTACK_EVENTS_TOKEN']}")
     for key in samples:

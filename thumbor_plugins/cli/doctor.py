@@ -1,8 +1,9 @@
 """``imgstack doctor``: check a running deployment from the outside.
 
 Each check prints one ``PASS``/``FAIL``/``SKIP`` line with the reason; the exit status is 0 only
-when no check failed (``SKIP`` is a check turned off by a flag, or one whose prerequisite failed —
-that prerequisite's failure already makes the run fail).
+when no check failed, else 1 (``SKIP`` is a check turned off by a flag, or one whose prerequisite
+failed — that prerequisite's failure already makes the run fail). An S3 configuration that cannot
+be used at all (an unknown ``--profile``) exits 3 before any check (:mod:`.exits`).
 
 What it needs: the Thumbor URL, the signing key (``SECURITY_KEY``), S3 credentials that may write
 to the originals bucket (the standard ``AWS_*`` variables or the flags), to upload a tiny test
@@ -15,6 +16,7 @@ from __future__ import annotations
 import io
 import json
 import secrets
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -26,7 +28,10 @@ from urllib.parse import quote
 import click
 
 from thumbor_plugins.s3 import AccessDenied, NoCredentials, NotFound, Unavailable
-from thumbor_plugins.s3.sync import translate
+from thumbor_plugins.s3.sync import list_prefix, translate
+
+from .exits import Exit
+from .options import JsonCommand, emit, json_option, open_s3, s3_options, say, signing_options
 
 _DEFAULT_KEYS = {"", "MY_SECURE_KEY"}
 DOCTOR_PREFIX = "_doctor/"
@@ -129,6 +134,11 @@ class Doctor:
     def ok(self) -> bool:
         return all(r.status != "FAIL" for r in self.results)
 
+    def counts(self) -> dict[str, int]:
+        passed = sum(r.status == "PASS" for r in self.results)
+        failed = sum(r.status == "FAIL" for r in self.results)
+        return {"passed": passed, "failed": failed, "skipped": len(self.results) - passed - failed}
+
     def run(self, echo: Callable[[str], None] = click.echo) -> bool:
         def step(name: str, function: Callable[[], str], **kwargs: Any) -> None:
             self.check(name, function, **kwargs)
@@ -150,10 +160,7 @@ class Doctor:
             self.cleanup()
         step("wrong signature is refused", self.check_wrong_signature, needs=("signed URL renders",))
         step("events endpoint refuses a wrong token", self.check_events, needs=("thumbor /healthcheck",))
-        passed = sum(r.status == "PASS" for r in self.results)
-        failed = sum(r.status == "FAIL" for r in self.results)
-        skipped = len(self.results) - passed - failed
-        echo(f"{passed} passed, {failed} failed, {skipped} skipped")
+        echo("{passed} passed, {failed} failed, {skipped} skipped".format(**self.counts()))
         return self.ok
 
     # -- S3 --------------------------------------------------------------------------------
@@ -297,9 +304,9 @@ class Doctor:
         deadline = time.monotonic() + 2.0
         while self.passed("signed URL renders"):
             try:
-                found = self.client.list_objects_v2(Bucket=self.derived_bucket, Prefix=prefix).get("Contents", [])
+                found = list(list_prefix(self.client, self.derived_bucket, prefix))
                 for item in found:
-                    self.client.delete_object(Bucket=self.derived_bucket, Key=item["Key"])
+                    self.client.delete_object(Bucket=self.derived_bucket, Key=item.key)
             except Exception:  # noqa: BLE001 - best effort
                 break
             if found or time.monotonic() > deadline:
@@ -307,16 +314,12 @@ class Doctor:
             time.sleep(0.2)
 
 
-@click.command("doctor")
-@click.option("--url", required=True, envvar="IMGSTACK_URL", show_envvar=True, metavar="THUMBOR_URL", help="The Thumbor service, e.g. https://img.example.com")
-@click.option("--key", envvar="SECURITY_KEY", show_envvar=True,
-              help="Signing key (prefer the environment: command lines are visible to other users).")
-@click.option("--algorithm", type=click.Choice(["sha1", "sha256"]), default="sha1",
-              envvar="IMGSTACK_SIGNATURE_ALGORITHM", show_envvar=True, show_default=True)
-@click.option("--endpoint-url", default=None, help="S3 endpoint (default: AWS_ENDPOINT_URL).")
-@click.option("--access-key", default=None, help="S3 access key (default: AWS_ACCESS_KEY_ID).")
-@click.option("--secret-key", default=None, help="S3 secret key (default: AWS_SECRET_ACCESS_KEY).")
-@click.option("--region", default=None, help="S3 region (default: AWS_REGION).")
+@click.command("doctor", cls=JsonCommand)
+@click.option("--url", required=True, envvar="IMGSTACK_URL", show_envvar=True, metavar="THUMBOR_URL",
+              help="The Thumbor service, e.g. https://img.example.com")
+@signing_options
+@s3_options
+@click.option("--region", default=None, help="S3 region (default: AWS_REGION, else the profile's).")
 @click.option("--bucket", default="images", show_default=True, help="Originals bucket.")
 @click.option("--derived-bucket", default="images-derived", show_default=True, help="Results bucket.")
 @click.option("--events-token", envvar="IMGSTACK_EVENTS_TOKEN", show_envvar=True,
@@ -324,19 +327,23 @@ class Doctor:
 @click.option("--skip-events", is_flag=True, help="Do not check POST /events/minio (endpoint off on purpose).")
 @click.option("--timeout", type=click.FloatRange(min=0.5), default=15.0, show_default=True,
               help="Seconds per HTTP request.")
+@json_option
 def command(url: str, key: str | None, algorithm: str, endpoint_url: str | None, access_key: str | None,
-            secret_key: str | None, region: str | None, bucket: str, derived_bucket: str,
-            events_token: str | None, skip_events: bool, timeout: float) -> None:
+            secret_key: str | None, profile: str | None, region: str | None, bucket: str, derived_bucket: str,
+            events_token: str | None, skip_events: bool, timeout: float, as_json: bool) -> None:
     """Check a deployment from the outside: config, S3 and its buckets (existing, private),
     Thumbor's health, a signed URL rendering, a wrong signature refused, the events endpoint
     refusing a wrong token. Exit 0 only when every check passes."""
     from thumbor_plugins.s3.settings import S3Settings
 
-    settings = S3Settings.from_env(endpoint_url=endpoint_url, access_key=access_key, secret_key=secret_key,
-                                   region=region)
-    doctor = Doctor(url=url.rstrip("/"), key=key, algorithm=algorithm, settings=settings, bucket=bucket,
-                    derived_bucket=derived_bucket, events_token=events_token, skip_events=skip_events,
-                    timeout=timeout)
-    click.echo(f"imgstack doctor: {doctor.url}")
-    if not doctor.run():
-        raise SystemExit(1)
+    flags = {"endpoint_url": endpoint_url, "access_key": access_key, "secret_key": secret_key, "region": region,
+             "profile": profile}
+    doctor = Doctor(url=url.rstrip("/"), key=key, algorithm=algorithm, settings=S3Settings.from_env(**flags),
+                    bucket=bucket, derived_bucket=derived_bucket, events_token=events_token,
+                    skip_events=skip_events, timeout=timeout, _client=open_s3(**flags))
+    say(f"imgstack doctor: {doctor.url}", as_json=as_json)
+    code = Exit.OK if doctor.run(echo=lambda line: say(line, as_json=as_json)) else Exit.FAILED
+    if as_json:
+        checks = [{"name": r.name, "status": r.status.lower(), "detail": r.detail} for r in doctor.results]
+        emit("doctor", code, url=doctor.url, checks=checks, **doctor.counts())
+    sys.exit(int(code))

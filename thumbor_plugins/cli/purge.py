@@ -1,69 +1,94 @@
 """``imgstack purge BUCKET/KEY [--prefix]``: delete every derived object of an original (or of every
-original under a prefix) from the derived bucket — what a delete event does, by hand."""
+original under a prefix) from the derived bucket — what a delete event does, by hand. Exit codes
+(:mod:`.exits`): 1 when S3 refused some deletions (each listed), 3/4 when S3 cannot be used."""
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
+
 import click
 
-from .warm import progress, s3_client, s3_failure, s3_options
+from thumbor_plugins.s3.location import BadLocation, S3Path
+from thumbor_plugins.sources import Source
+
+from .exits import Exit, fail
+from .options import JsonCommand, emit, json_option, open_s3, s3_options, say
+from .warm import progress
 
 
 def derived_prefix(image: str, *, prefix: bool) -> str:
     """The derived-bucket prefix of ``BUCKET/KEY`` (its variants: ``bucket/key/``), or with
     ``prefix`` of every original whose key starts with KEY (``bucket/KEY``, S3 prefix semantics)."""
-    from thumbor_plugins.sources import Source
-
-    bucket, _, key = image.lstrip("/").partition("/")
-    if not bucket:
-        raise click.BadParameter("expected BUCKET/KEY", param_hint="BUCKET/KEY")
+    source = _source(image)
     if prefix:
-        return f"{bucket}/{key}"
-    if not key or key.endswith("/"):
+        return f"{source.bucket}/{source.key}"
+    if not source.key or source.key.endswith("/"):
         raise click.BadParameter("expected BUCKET/KEY of one original (use --prefix for a folder)",
                                  param_hint="BUCKET/KEY")
-    return Source(bucket, key).prefix
+    return source.prefix
 
 
-@click.command("purge")
+def _source(image: str) -> Source:
+    try:
+        path = S3Path.parse(image, scheme=False)
+    except BadLocation as error:
+        raise click.BadParameter(str(error), param_hint="BUCKET/KEY") from None
+    return Source(path.bucket, path.key)
+
+
+@click.command("purge", cls=JsonCommand)
 @click.argument("image", metavar="BUCKET/KEY")
 @click.option("--prefix", "as_prefix", is_flag=True, help="Purge every original whose key starts with KEY.")
 @click.option("--derived-bucket", default="images-derived", show_default=True, envvar="IMGSTACK_DERIVED_BUCKET",
               show_envvar=True, help="Bucket of rendered results.")
 @s3_options
+@json_option
 def command(image: str, as_prefix: bool, derived_bucket: str, endpoint_url: str | None, access_key: str | None,
-            secret_key: str | None) -> None:
+            secret_key: str | None, profile: str | None, as_json: bool) -> None:
     """Delete every rendered variant of BUCKET/KEY (decoded key) from the derived bucket."""
+    from thumbor_plugins.s3.sync import delete_keys, list_prefix
+
     prefix = derived_prefix(image, prefix=as_prefix)
-    client = s3_client(endpoint_url, access_key, secret_key)
-    listing: dict = {"Bucket": derived_bucket, "Prefix": prefix}
-    wanted = lambda key: True  # noqa: E731 - --prefix: everything under it, as asked
+    client = open_s3(endpoint_url=endpoint_url, access_key=access_key, secret_key=secret_key, profile=profile)
+    wanted: Callable[[str], bool] = lambda key: True  # noqa: E731 - --prefix: everything under it, as asked
+    delimiter = None
     if not as_prefix:
         # one original: exactly its variants, never those of originals under a folder of its name
         from thumbor_plugins.derived import is_variant
-        from thumbor_plugins.sources import Source
 
-        bucket, _, key = image.lstrip("/").partition("/")
-        listing["Delimiter"] = "/"
-        wanted = lambda name: is_variant(Source(bucket, key), name)  # noqa: E731
+        source = _source(image)
+        delimiter = "/"
+        wanted = lambda name: is_variant(source, name)  # noqa: E731
     purged = 0
+    failed: dict[str, str] = {}
+
+    def delete(keys: list[str]) -> None:
+        nonlocal purged
+        refused = delete_keys(client, derived_bucket, keys)
+        failed.update(refused)
+        purged += len(keys) - len(refused)
+        bar.total = (bar.total or 0) + len(keys)
+        bar.update(len(keys))
+
     try:
         with progress(0, "object") as bar:
-            for page in client.get_paginator("list_objects_v2").paginate(**listing):
-                keys = [item["Key"] for item in page.get("Contents", []) or [] if wanted(item["Key"])]
-                if not keys:
-                    continue
-                bar.total = (bar.total or 0) + len(keys)
-                # a page holds at most 1000 keys: exactly one DeleteObjects call
-                response = client.delete_objects(
-                    Bucket=derived_bucket, Delete={"Objects": [{"Key": k} for k in keys], "Quiet": True})
-                errors = response.get("Errors") or []
-                if errors:
-                    raise click.ClickException(
-                        f"S3 refused to delete {len(errors)} objects, e.g. {errors[0].get('Key')}: {errors[0].get('Code')}")
-                purged += len(keys)
-                bar.update(len(keys))
-    except click.ClickException:
-        raise
+            batch: list[str] = []
+            for item in list_prefix(client, derived_bucket, prefix, delimiter=delimiter):
+                if wanted(item.key):
+                    batch.append(item.key)
+                if len(batch) == 1000:  # one DeleteObjects call
+                    delete(batch)
+                    batch = []
+            if batch:
+                delete(batch)
     except Exception as error:  # noqa: BLE001 - reported as a clear CLI error
-        raise s3_failure(error, f"cannot purge s3://{derived_bucket}/{prefix}") from None
-    click.echo(f"purged {purged} objects")
+        raise fail(error, f"cannot purge s3://{derived_bucket}/{prefix}") from None
+    for key, reason in failed.items():
+        click.echo(f"failed: {key}: {reason}", err=True)
+    code = Exit.FAILED if failed else Exit.OK
+    say(f"purged {purged} objects" + (f", {len(failed)} failed" if failed else ""), as_json=as_json)
+    if as_json:
+        emit("purge", code, derived_bucket=derived_bucket, prefix=prefix, purged=purged, failed=len(failed),
+             failures=[{"key": key, "error": reason} for key, reason in failed.items()])
+    sys.exit(int(code))

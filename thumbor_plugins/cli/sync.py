@@ -23,9 +23,9 @@ from thumbor_plugins.sync import (
     Refused,
     Reporter,
     S3Location,
+    Syncer,
     SyncError,
     SyncJob,
-    Syncer,
 )
 from thumbor_plugins.sync._cache import HashCache, cache_file
 from thumbor_plugins.sync._checksum import Hasher
@@ -33,7 +33,8 @@ from thumbor_plugins.sync._location import is_s3
 from thumbor_plugins.sync._mime import is_image
 from thumbor_plugins.sync._watch import DEFAULT_RECONCILE, Watcher
 
-EXIT_OK, EXIT_FAILED, EXIT_REFUSED, EXIT_REMOTE = 0, 1, 2, 3
+from .exits import Exit, exit_for, fail
+from .options import JsonCommand, emit, endpoint_option, json_option, open_s3, profile_option
 
 _BYTES = re.compile(r"(?P<n>[0-9]+)\s*(?P<unit>|b|k|kb|kib|m|mb|mib|g|gb|gib)", re.IGNORECASE)
 _UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
@@ -47,28 +48,22 @@ def _parse_bytes(ctx: click.Context, param: click.Parameter, value: str) -> int:
     return int(match["n"]) * _UNITS[match["unit"][:1].lower()]
 
 
-class _Exit(click.ClickException):
-    """A clear one-line error with our exit code (no traceback)."""
-
-    def __init__(self, message: str, exit_code: int) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
-
-
-def _fail(error: SyncError) -> _Exit:
-    return _Exit(str(error), error.exit_code)
-
-
 class _CliReporter(Reporter):
-    """Progress bar on a terminal (stderr), failures on stderr, signed URLs on stdout."""
+    """Progress bar on a terminal (stderr), failures on stderr, signed URLs on stdout; with
+    ``as_json``, the URLs and notices are kept for the run's document instead."""
 
-    def __init__(self, *, bar: bool, verbose: bool, url_for: Callable[[str], str] | None) -> None:
+    def __init__(self, *, bar: bool, verbose: bool, url_for: Callable[[str], str] | None,
+                 as_json: bool = False) -> None:
         self.bar_enabled = bar
         self.verbose = verbose
         self.url_for = url_for
+        self.as_json = as_json
         self._bar: Any = None
         self._lock = threading.Lock()
         self._noticed: set[str] = set()
+        #: this run's signed URLs (key, url) and notices, for the --json document
+        self.urls: list[tuple[str, str]] = []
+        self.notices: list[str] = []
 
     def _write(self, text: str, *, err: bool) -> None:
         if self._bar is not None:
@@ -94,6 +89,7 @@ class _CliReporter(Reporter):
     def notice(self, text: str) -> None:
         if text not in self._noticed:  # --watch runs again and again: say it once
             self._noticed.add(text)
+            self.notices.append(text)
             self._write(f"notice: {text}", err=True)
 
     def done(self, op: str, change: Change, key: str, error: str | None) -> None:
@@ -103,12 +99,37 @@ class _CliReporter(Reporter):
         if self.verbose:
             self._write(f"{op} {change.rel!r} ({change.reason}, {change.size} bytes)", err=True)
         if op == "upload" and self.url_for is not None and is_image(change.rel):
-            self._write(self.url_for(key), err=False)
+            url = self.url_for(key)
+            if self.as_json:
+                self.urls.append((key, url))
+            else:
+                self._write(url, err=False)
 
     def finish(self, outcome: Outcome) -> None:
         if self._bar is not None:
             self._bar.close()
             self._bar = None
+
+    def document(self, job: SyncJob, outcome: Outcome) -> dict[str, Any]:
+        """The ``--json`` fields of a run; the run's URLs and notices are handed over (the next
+        run of ``--watch`` starts afresh)."""
+        plan = outcome.plan
+
+        def changes(items: tuple[Change, ...]) -> list[dict[str, Any]]:
+            return [{"path": c.rel, "size": c.size, "reason": c.reason} for c in items]
+
+        fields = {
+            "direction": job.direction, "source": job.source, "dest": job.dest, "dry_run": outcome.dry_run,
+            "transferred": sorted(outcome.transferred), "deleted": sorted(outcome.deleted),
+            "unchanged": outcome.unchanged, "bytes": outcome.bytes,
+            "failures": [{"path": rel, "error": error} for rel, error in outcome.failures],
+            "plan": None if plan is None else {"transfers": changes(plan.transfers),
+                                               "deletions": changes(plan.deletions)},
+            "urls": [{"key": key, "url": url} for key, url in self.urls],
+            "notices": list(self.notices),
+        }
+        self.urls, self.notices = [], []
+        return fields
 
 
 HELP = """Keep a folder and a bucket prefix in step.
@@ -135,20 +156,24 @@ destination and more than 10 entries), unless --force. A missing source folder i
 error. Paths matching --exclude or a line of the folder's .imgstackignore (gitignore-like
 globs, # comments) are neither transferred nor deleted.
 
-Credentials and endpoint: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL (or
---endpoint-url), AWS_REGION.
+Credentials and endpoint: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY (or a profile: AWS_PROFILE,
+--profile), AWS_ENDPOINT_URL (or --endpoint-url), AWS_REGION.
+
+--json prints one JSON document on stdout when the run ends (with --watch: one per run, JSON
+Lines); the human lines go to stderr.
 
 \b
-Exit codes:
+Exit codes (the same for every imgstack command):
   0  in step (or nothing to do; --watch stopped by Ctrl-C/SIGTERM)
   1  some files could not be read, or some transfers or deletions failed (each listed on
      stderr; --dry-run too, for files the real run could not read)
   2  usage error, or refused (unsafe --delete, missing source folder)
-  3  S3 unusable: credentials refused, no such bucket, endpoint unreachable
+  3  S3 configuration: unknown profile, no or refused credentials, no such bucket
+  4  S3 unreachable
 """
 
 
-@click.command("sync", help=HELP)
+@click.command("sync", help=HELP, cls=JsonCommand)
 @click.argument("src")
 @click.argument("dest")
 @click.option("--delete", is_flag=True, help="Remove from DEST what SRC does not have (default: keep).")
@@ -158,7 +183,8 @@ Exit codes:
 @click.option("-n", "--dry-run", is_flag=True, help="Print the plan; change nothing.")
 @click.option("--exclude", "excludes", multiple=True, metavar="GLOB",
               help="Leave out matching paths (repeatable; gitignore syntax, like .imgstackignore).")
-@click.option("--checksum", is_flag=True, help="Read and hash every file the sizes do not tell apart (ignore the hash cache).")
+@click.option("--checksum", is_flag=True,
+              help="Read and hash every file the sizes do not tell apart (ignore the hash cache).")
 @click.option("--follow-symlinks", is_flag=True, help="Walk into symlinked folders (default: skip them with a notice).")
 @click.option("--watch", is_flag=True, help="After syncing, keep watching the folder and push changes (push only).")
 @click.option("--debounce", type=click.IntRange(min=1), default=1600, show_default=True, metavar="MS",
@@ -174,7 +200,8 @@ Exit codes:
               help="Lifetime of the printed URLs.")
 @click.option("--algorithm", type=click.Choice(["sha1", "sha256"]), default="sha1",
               envvar="IMGSTACK_SIGNATURE_ALGORITHM", show_envvar=True, help="Signature of the printed URLs.")
-@click.option("--endpoint-url", metavar="URL", help="S3 endpoint (default: AWS_ENDPOINT_URL).")
+@endpoint_option
+@profile_option
 @click.option("-j", "--jobs", type=click.IntRange(1, 64), default=DEFAULT_JOBS, show_default=True,
               help="Parallel transfers.")
 @click.option("--multipart-threshold", type=str, callback=_parse_bytes, default="64MiB",
@@ -185,12 +212,13 @@ Exit codes:
               show_default=True, help="Part size of multipart uploads (at least 5MiB).")
 @click.option("-v", "--verbose", is_flag=True, help="List every transfer and deletion.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar, no summary line.")
+@json_option
 def command(src: str, dest: str, delete: bool, force: bool, max_delete: str | None, dry_run: bool,
             excludes: tuple[str, ...], checksum: bool, follow_symlinks: bool, watch: bool, debounce: int,
             reconcile: float, print_urls: bool, key: str | None,
             base: str, size: tuple[int | None, int | None] | None, expires_in: int | None, algorithm: str,
-            endpoint_url: str | None, jobs: int, multipart_threshold: int, part_size: int, verbose: bool,
-            quiet: bool) -> None:
+            endpoint_url: str | None, profile: str | None, jobs: int, multipart_threshold: int, part_size: int,
+            verbose: bool, quiet: bool, as_json: bool) -> None:
     if is_s3(src) == is_s3(dest):
         raise click.UsageError("one of SRC and DEST must be a folder and the other s3://BUCKET/PREFIX/")
     direction = "pull" if is_s3(src) else "push"
@@ -222,34 +250,44 @@ def command(src: str, dest: str, delete: bool, force: bool, max_delete: str | No
             return build_url(f"{location.bucket}/{object_key}", key=key or "", base=base, width=width,
                              height=height, expires_in=expires_in, algorithm=algorithm)
 
-    from thumbor_plugins.s3 import S3Settings
-    from thumbor_plugins.s3.sync import client
-
-    settings = S3Settings.from_env(endpoint_url=endpoint_url, max_pool_connections=max(32, jobs * 2))
-    reporter = _CliReporter(bar=not quiet and sys.stderr.isatty(), verbose=verbose, url_for=url_for)
+    client = open_s3(endpoint_url=endpoint_url, profile=profile, max_pool_connections=max(32, jobs * 2))
+    reporter = _CliReporter(bar=not quiet and sys.stderr.isatty(), verbose=verbose, url_for=url_for,
+                            as_json=as_json)
     hasher = Hasher(HashCache.load(cache_file(folder)), verify=checksum)
-    syncer = Syncer(job, client(settings), hasher=hasher, reporter=reporter)
+    syncer = Syncer(job, client, hasher=hasher, reporter=reporter)
+
+    def report(outcome: Outcome) -> None:
+        if as_json:
+            emit("sync", Exit.OK if outcome.ok else Exit.FAILED, **reporter.document(job, outcome))
+
     watcher = None
     if watch:
         def show(outcome: Outcome) -> None:
-            if not quiet and (outcome.failures or not outcome.plan.empty):  # type: ignore[union-attr]
-                click.echo(outcome.summary(), err=True)
+            if outcome.failures or not outcome.plan.empty:  # type: ignore[union-attr]
+                if not quiet:
+                    click.echo(outcome.summary(), err=True)
+                report(outcome)
 
-        watcher = Watcher(syncer, quiet=debounce / 1000, reconcile=reconcile, on_outcome=show,
-                          on_error=lambda error: click.echo(f"Error: {error}", err=True))
+        def show_error(error: SyncError) -> None:
+            click.echo(f"Error: {error}", err=True)
+            if as_json:
+                emit("sync", exit_for(error), error=str(error))
+
+        watcher = Watcher(syncer, quiet=debounce / 1000, reconcile=reconcile, on_outcome=show, on_error=show_error)
 
     try:
         outcome = watcher.run_once() if watcher is not None else syncer.run()
     except SyncError as error:
-        raise _fail(error) from None
+        raise fail(error) from None
     if dry_run and outcome.plan is not None:
         for line in outcome.plan.lines(job.source, job.dest):
-            click.echo(line)
+            click.echo(line, err=as_json)
     if not quiet:
         click.echo(outcome.summary(), err=True)
+    report(outcome)
     if watcher is not None:
         outcome = _watch(watcher, quiet) or outcome
-    sys.exit(EXIT_OK if outcome.ok else EXIT_FAILED)
+    sys.exit(int(Exit.OK if outcome.ok else Exit.FAILED))
 
 
 def _watch(watcher: Watcher, quiet: bool) -> Outcome | None:
@@ -286,7 +324,7 @@ def _watch(watcher: Watcher, quiet: bool) -> Outcome | None:
     try:
         last = watcher.watch(events, stop)
     except Refused as error:  # the folder disappeared
-        raise _Exit(str(error), EXIT_REFUSED) from None
+        raise fail(error) from None
     finally:
         stop.set()
         thread.join(timeout=10)

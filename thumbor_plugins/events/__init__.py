@@ -3,7 +3,7 @@
 - :mod:`.payload`: MinIO's notification JSON → :class:`ObjectEvent` records (pure).
 - :mod:`.seaweedfs`: SeaweedFS's filer webhook JSON (the embedded stack) → the same records (pure).
 - :mod:`.jobs`: the job model, :class:`Job` (warm or purge one original), and which records
-  become jobs (pure apart from reading the Thumbor config).
+  become jobs under the server's settings (pure).
 - :mod:`.warm`: :func:`warm_requests`, the ONE list of (url, accept) a warm renders — used by
   the events endpoint and by ``imgstack warm`` (pure).
 - :mod:`.queue`: :class:`JobQueue`, bounded, coalescing, a few workers (asyncio only).

@@ -12,10 +12,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import quote
 
 from .. import sources
+from ..settings import Settings
 from .payload import ObjectEvent
 
 logger = logging.getLogger("imgstack.events")
@@ -44,21 +44,18 @@ def image_of(bucket: str, key: str, *, fixed_bucket: str | None = None, root_pat
     return f"{bucket}/{key}"
 
 
-def job_for(event: ObjectEvent, config: Any) -> Job | None:
-    """The job for one record under a Thumbor config, or None (logged) when there is nothing to do."""
-    from ..config import setting
-
+def job_for(event: ObjectEvent, settings: Settings) -> Job | None:
+    """The job for one record under the server's settings, or None (logged) when there is nothing to do."""
     if event.action is None:
         logger.info("event %s on %s/%s ignored: not an upload or a delete", event.name, event.bucket, event.key)
         return None
-    image = image_of(event.bucket, event.key, fixed_bucket=setting(config, "IMGSTACK_BUCKET"),
-                     root_path=setting(config, "IMGSTACK_LOADER_ROOT_PATH") or "")
+    image = image_of(event.bucket, event.key, fixed_bucket=settings.bucket, root_path=settings.loader_root_path)
     if image is None:
         logger.info("event on %s/%s ignored: outside the served bucket/root path", event.bucket, event.key)
         return None
     try:
         # the very check a request goes through, on the image part a URL carries (build_url's escaping)
-        source = sources.from_config(quote(image, safe="/"), config)
+        source = sources.locate_for(quote(image, safe="/"), settings)
     except sources.SourceError as error:
         # another bucket is routine (a broad subscription); a key no URL may name is worth a look
         log = logger.info if error.status == 404 else logger.warning
@@ -70,6 +67,6 @@ def job_for(event: ObjectEvent, config: Any) -> Job | None:
     return Job(event.action, source, image)
 
 
-def jobs_for(events: Iterable[ObjectEvent], config: Any) -> list[Job]:
+def jobs_for(events: Iterable[ObjectEvent], settings: Settings) -> list[Job]:
     """Jobs for the records, in order (duplicates kept: the queue coalesces them)."""
-    return [job for job in (job_for(event, config) for event in events) if job is not None]
+    return [job for job in (job_for(event, settings) for event in events) if job is not None]

@@ -27,11 +27,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .. import derived
-from .. import presets as _presets
-from ..s3 import NotFound, S3Error
+from .. import derived, observe
+from ..s3 import DeleteFailed, NotFound, S3Error
 from ..s3.aio import AsyncS3, for_config
+from ..settings import settings_of
 from ..sources import Source
+from ..thumbor_adapter import loopback_base
 from .jobs import Job
 from .payload import PURGE, WARM
 from .queue import Outcome
@@ -47,22 +48,8 @@ STORE_WAIT = 5.0
 #: still there (thumbor_plugins.result_storage), but one that checked just before the delete can
 #: finish its write just after the first purge; the second purge removes that write.
 REPURGE_DELAY = 5.0
-
-
-def loopback_base(context: Any) -> str:
-    """``http://<this server>``: its own address when bound to one, else 127.0.0.1."""
-    server = context.server
-    host = getattr(server, "ip", None) or "127.0.0.1"
-    if host in ("0.0.0.0", "::", "*"):
-        host = "127.0.0.1"
-    if ":" in host:
-        host = f"[{host}]"
-    return f"http://{host}:{int(server.port)}"
-
-
-def signing_key(context: Any) -> str:
-    key = context.server.security_key or context.config.SECURITY_KEY
-    return key.decode() if isinstance(key, bytes) else key
+#: refused keys named in the log line of a failed purge
+MAX_LOGGED_KEYS = 10
 
 
 class Runner:
@@ -70,26 +57,26 @@ class Runner:
 
     def __init__(self, context: Any, *, s3: AsyncS3 | None = None, fetch: Any = None,
                  superseded: Callable[[Source], bool] = lambda source: False) -> None:
-        config = context.config
         self.superseded = superseded
         self.context = context
-        self.s3 = s3 or for_config(config)
-        self.derived_bucket = config.IMGSTACK_DERIVED_BUCKET
+        self.settings = settings_of(context)
+        self.s3 = s3 or for_config(context.config)
+        self.derived_bucket = self.settings.derived_bucket
         self._fetch = fetch
         self._repurges: set[asyncio.Task] = set()
 
     def requests_for(self, job: Job) -> list[WarmRequest]:
-        config = self.context.config
+        settings = self.settings
         return warm_requests(
             job.image,
             job.source,
-            _presets.load(config.IMGSTACK_PRESETS_FILE),
-            key=signing_key(self.context),
+            settings.presets,
+            key=settings.security_key or "",
             base=loopback_base(self.context),
-            algorithm=config.IMGSTACK_SIGNATURE_ALGORITHM,
-            auto_avif=bool(config.AUTO_AVIF),
-            auto_webp=bool(config.AUTO_WEBP),
-            expires_in=warm_link_lifetime(int(config.IMGSTACK_MAX_LINK_LIFETIME or 0)),
+            algorithm=settings.signature_algorithm,
+            auto_avif=settings.auto_avif,
+            auto_webp=settings.auto_webp,
+            expires_in=warm_link_lifetime(settings.max_link_lifetime),
         )
 
     async def __call__(self, job: Job) -> Outcome:
@@ -114,7 +101,16 @@ class Runner:
         how many."""
         keys = [info.key async for info in self.s3.list(self.derived_bucket, source.prefix, delimiter="/")
                 if derived.is_variant(source, info.key)]
-        await self.s3.delete(self.derived_bucket, keys)
+        try:
+            await self.s3.delete(self.derived_bucket, keys)
+        except DeleteFailed as error:
+            # the variants still there stay reachable: counted and logged; the event fails and
+            # MinIO retries it
+            observe.purge_delete_failed(len(error.failed))
+            shown = "; ".join(f"{key}: {reason}" for key, reason in list(error.failed.items())[:MAX_LOGGED_KEYS])
+            logger.error("purge of %s: S3 refused to delete %d of %d variants: %s%s", source.prefix,
+                         len(error.failed), len(keys), shown, " ..." if len(error.failed) > MAX_LOGGED_KEYS else "")
+            raise
         return len(keys)
 
     def _purge_again_later(self, source: Source) -> asyncio.Task:
@@ -167,7 +163,8 @@ class Runner:
                              job.source.prefix, request.preset, status)
                 counts["failed"] += 1
             elif 400 <= status < 500:
-                logger.warning("warm of %s %s for %s: %d (not retried)", job.source.prefix, request.preset, request.accept, status)
+                logger.warning("warm of %s %s for %s: %d (not retried)", job.source.prefix, request.preset,
+                               request.accept, status)
                 counts["skipped"] += 1
                 if status == 404:
                     break  # the original is gone (deleted after the upload): nothing to render

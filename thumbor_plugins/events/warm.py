@@ -67,7 +67,8 @@ def warm_requests(
     now: float | None = None,
 ) -> list[WarmRequest]:
     """Every preset (or only ``names``, in the presets' order) × every distinct negotiated format,
-    as signed URLs for ``image`` valid ``expires_in`` seconds from ``now`` (permanent when None) (decoded, as for :func:`~thumbor_plugins.urls.build_url`).
+    as signed URLs for ``image`` (decoded, as for :func:`~thumbor_plugins.urls.build_url`) valid
+    ``expires_in`` seconds from ``now`` (permanent when None).
     ``source`` is the S3 object the server locates for ``image``. KeyError for an unknown name."""
     wanted = None if names is None else list(names)
     for name in wanted or ():

@@ -9,6 +9,7 @@ from typing import Any
 from tornado.web import RequestHandler
 
 from .. import observe
+from ..settings import Settings, settings_of
 
 
 def bearer_matches(header: str | None, token: str) -> bool:
@@ -26,14 +27,17 @@ def bearer_matches(header: str | None, token: str) -> bool:
 
 class ObservedHandler(RequestHandler):
     """A tornado handler that reports its requests (``kind``; ``rejection`` when it refused one).
-    Thumbor's context is passed as the ``context`` route argument."""
+    Thumbor's context is passed as the ``context`` route argument; its settings are
+    ``service_settings`` (``settings`` is tornado's)."""
 
     kind = "other"
     rejection: str | None = None
     _bytes_sent = 0
+    service_settings: Settings
 
     def initialize(self, context: Any) -> None:  # noqa: D401 - tornado hook
         self.context = context
+        self.service_settings = settings_of(context)
 
     def write(self, chunk: Any) -> None:
         if isinstance(chunk, str):

@@ -40,6 +40,8 @@ from tornado.web import stream_request_body
 from .. import observe
 from ..events import PURGE, WARM, JobQueue, ObjectEvent, PayloadError, QueueFull, jobs_for, parse_payload, seaweedfs
 from ..events.runner import Runner
+from ..settings import settings_of
+from ..thumbor_adapter import cap_body
 from .base import ObservedHandler, bearer_matches
 
 logger = logging.getLogger("imgstack.events")
@@ -68,13 +70,13 @@ SOURCES: dict[str, EventSource] = {
 class EventsHandler(ObservedHandler):
     kind = "event"
 
-    def initialize(self, context: Any, queue: JobQueue, token: str,  # noqa: D401 - tornado hook
+    def initialize(self, context: Any, queue: JobQueue, token: str,  # type: ignore[override] # route arguments
                    source: EventSource) -> None:
         super().initialize(context)
         self.source = source
         self.queue = queue
         self.token = token
-        self.limit = int(context.config.IMGSTACK_EVENTS_MAX_BODY_BYTES)
+        self.limit = self.service_settings.events_max_body_bytes
         self._chunks: list[bytes] = []
 
     def prepare(self) -> None:
@@ -90,7 +92,7 @@ class EventsHandler(ObservedHandler):
             self._refuse_unread(413, "too_large", detail=f"event bodies are limited to {self.limit} bytes")
             return
         # tornado refuses a longer chunked body as it arrives (400, connection closed)
-        self.request.connection.set_max_body_size(self.limit)
+        cap_body(self.request.connection, self.limit)
 
     def _refuse_unread(self, status: int, reason: str, **body: Any) -> None:
         """Answer before the body was read. Tornado then closes the connection rather than read
@@ -124,7 +126,7 @@ class EventsHandler(ObservedHandler):
         except PayloadError as error:
             self._answer(400, "bad_payload", detail=str(error))
             return
-        jobs = jobs_for(events, self.context.config)
+        jobs = jobs_for(events, self.service_settings)
         if not jobs:
             self._answer(200, jobs=0)
             return
@@ -138,7 +140,7 @@ class EventsHandler(ObservedHandler):
             self._answer(503, "overload", detail=str(error))
             return
         if self.source.ack_when_purged:
-            futures = [future for job, future in zip(jobs, futures) if job.action == PURGE]
+            futures = [future for job, future in zip(jobs, futures, strict=True) if job.action == PURGE]
         # asyncio.wait never cancels: a coalesced job may be awaited by other events too
         done, pending = await asyncio.wait(set(futures), timeout=ACK_TIMEOUT)
         if pending:
@@ -160,15 +162,15 @@ class EventsHandler(ObservedHandler):
 
 def get_handlers(context: Any) -> list:
     """The events routes (sharing one queue), or nothing when ``IMGSTACK_EVENTS_TOKEN`` is not set."""
-    config = context.config
-    token = config.IMGSTACK_EVENTS_TOKEN
-    if not token:
+    settings = settings_of(context)
+    if not settings.events_token:
         return []
     queue = JobQueue(
         Runner(context, superseded=lambda source: queue.has_pending(source)),
-        size=int(config.IMGSTACK_EVENTS_QUEUE_SIZE),
-        workers=int(config.IMGSTACK_EVENTS_WORKERS),
+        size=settings.events_queue_size,
+        workers=settings.events_workers,
         on_depth=observe.warm_queue_depth,
     )
-    return [(path, EventsHandler, {"context": context, "queue": queue, "token": str(token), "source": source})
+    arguments = {"context": context, "queue": queue, "token": settings.events_token}
+    return [(path, EventsHandler, {**arguments, "source": source})
             for path, source in SOURCES.items()]

@@ -23,9 +23,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..config import setting
 from ..s3 import AccessDenied, NotFound, S3Error, Unavailable
 from ..s3.aio import for_config
+from ..settings import Settings
 from .base import ObservedHandler
 
 logger = logging.getLogger("imgstack.health")
@@ -48,13 +48,9 @@ class Readiness:
         return {"status": "unavailable", "reason": f"S3 bucket {failed}", "buckets": self.buckets}
 
 
-def buckets(config: Any) -> list[str]:
+def buckets(settings: Settings) -> list[str]:
     """The buckets the service needs: originals first, then the derived bucket."""
-    allowed = setting(config, "IMGSTACK_ALLOWED_BUCKETS") or ()
-    if isinstance(allowed, str):
-        allowed = [b.strip() for b in allowed.split(",")]
-    names = [*allowed, setting(config, "IMGSTACK_BUCKET"), config.IMGSTACK_DERIVED_BUCKET]
-    return list(dict.fromkeys(name for name in names if name))
+    return list(dict.fromkeys(name for name in (*settings.readable_buckets, settings.derived_bucket) if name))
 
 
 def _word(error: BaseException) -> str:
@@ -70,19 +66,19 @@ def _word(error: BaseException) -> str:
 async def check(config: Any) -> Readiness:
     """Check every bucket now (no cache)."""
     s3 = for_config(config)
-    names = buckets(config)
+    names = buckets(Settings.of(config))
     limit = s3.settings.connect_timeout + s3.settings.read_timeout
 
     async def one(bucket: str) -> str:
         try:
             await asyncio.wait_for(s3.bucket_reachable(bucket), timeout=limit)
-        except (S3Error, asyncio.TimeoutError) as error:
+        except (TimeoutError, S3Error) as error:
             logger.warning("readiness: bucket %s: %s", bucket, error or type(error).__name__)
             return _word(error)
         return "ok"
 
     words = await asyncio.gather(*(one(bucket) for bucket in names))
-    return Readiness(dict(zip(names, words)))
+    return Readiness(dict(zip(names, words, strict=True)))
 
 
 class _Cache:

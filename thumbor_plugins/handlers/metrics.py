@@ -20,7 +20,7 @@ class MetricsHandler(ObservedHandler):
     kind = "metrics"
 
     def get(self) -> None:
-        if not authorized(self.request.headers.get("Authorization"), self.context.config.IMGSTACK_METRICS_TOKEN):
+        if not authorized(self.request.headers.get("Authorization"), self.service_settings.metrics_token):
             self.rejection = "unauthorized"
             self.set_header("WWW-Authenticate", 'Bearer realm="metrics"')
             self.write_json(401, {"error": "unauthorized"})

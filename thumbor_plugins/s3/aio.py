@@ -9,49 +9,25 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-from collections.abc import AsyncIterator
-from typing import Any
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
-from botocore.exceptions import (
-    BotoCoreError,
-    ClientError,
-    ConnectionError as BotoConnectionError,
-    ConnectTimeoutError,
-    NoCredentialsError,
-    PartialCredentialsError,
-    ReadTimeoutError,
+from ._shared import (
+    DELETE_BATCH,
+    aio_session,
+    delete_errors,
+    delete_request,
+    list_kwargs,
+    raise_for_delete_errors,
+    read_page,
+    translate,
 )
-
-from .errors import AccessDenied, NoCredentials, NotFound, S3Error, Unavailable
-from .fetch import SignedGet
+from .fetch import SignedGet, Stream
 from .settings import S3Settings
 from .types import ObjectData, ObjectInfo
 
-_NOT_FOUND_CODES = {"NoSuchKey", "NoSuchBucket", "404", "NotFound"}
-_DENIED_CODES = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403"}
-
-
-def _translate(error: Exception) -> S3Error:
-    if isinstance(error, S3Error):
-        return error
-    if isinstance(error, (asyncio.TimeoutError, ConnectTimeoutError, ReadTimeoutError)):
-        return Unavailable(f"S3 timed out: {error}", timeout=True)
-    if isinstance(error, (NoCredentialsError, PartialCredentialsError)):
-        return NoCredentials("no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
-    if isinstance(error, ClientError):
-        code = str(error.response.get("Error", {}).get("Code", ""))
-        translated: S3Error
-        if code in _NOT_FOUND_CODES:
-            translated = NotFound(code)
-        elif code in _DENIED_CODES:
-            translated = AccessDenied(code)
-        else:
-            translated = Unavailable(f"S3 error {code}: {error}")
-        translated.code = code
-        return translated
-    if isinstance(error, (BotoConnectionError, BotoCoreError, OSError)):
-        return Unavailable(f"S3 unreachable: {error}")
-    return Unavailable(f"S3 failed: {error!r}")
+T = TypeVar("T")
 
 
 class AsyncS3:
@@ -83,9 +59,7 @@ class AsyncS3:
             self._loop = loop
         async with self._lock:
             if self._client is None:
-                from aiobotocore.session import get_session
-
-                self._client_cm = get_session().create_client("s3", **self.settings.client_kwargs())
+                self._client_cm = aio_session(self.settings).create_client("s3", **self.settings.client_kwargs())
                 self._client = await self._client_cm.__aenter__()
         return self._client
 
@@ -97,27 +71,44 @@ class AsyncS3:
             cm, self._client_cm, self._client = self._client_cm, None, None
             await cm.__aexit__(None, None, None)
 
-    async def _call(self, coro_factory: Any) -> Any:
+    async def _call(self, coro_factory: Callable[[], Awaitable[T]]) -> T:
         try:
             return await asyncio.wait_for(coro_factory(), timeout=self.deadline)
         except Exception as error:  # noqa: BLE001 - translated into our hierarchy
-            raise _translate(error) from error
+            raise translate(error) from error
+
+    async def _signed_get(self) -> SignedGet:
+        if self._fetch is None or self._loop is not asyncio.get_running_loop():
+            await self._get_client()  # binds this instance to the running loop
+            self._fetch = SignedGet(self.settings)
+        return self._fetch
 
     async def get(self, bucket: str, key: str, *, max_bytes: int | None = None) -> ObjectData:
         """The whole object. With ``max_bytes``, an object larger than the cap raises
         :class:`TooLarge` having read at most ``max_bytes`` bytes of it (none when S3 announces
         the size, which it always does for a plain GET). Sent by :mod:`.fetch` (the hot path of
         every hit and miss), not by botocore's client."""
-        if self._fetch is None or self._loop is not asyncio.get_running_loop():
-            await self._get_client()  # binds this instance to the running loop
-            self._fetch = SignedGet(self.settings)
+        fetch = await self._signed_get()
 
         async def run() -> ObjectData:
-            data, received = await self._fetch(bucket, key, max_bytes=max_bytes)
+            data, received = await fetch(bucket, key, max_bytes=max_bytes)
             self.bytes_read += received
             return data
 
         return await self._call(run)
+
+    @contextlib.asynccontextmanager
+    async def open(self, bucket: str, key: str, *, max_bytes: int | None = None) -> AsyncIterator[Stream]:
+        """The object's headers at once, its body as the caller reads it (:class:`.fetch.Stream`):
+        a large original can be judged by its first bytes, streamed to a file, or left unread.
+        Opening is bounded like :meth:`get`; reading the body by the read timeout per chunk."""
+        fetch = await self._signed_get()
+        stream = await self._call(lambda: fetch.respond(bucket, key, max_bytes=max_bytes))
+        try:
+            yield stream
+        finally:
+            stream.close()
+            self.bytes_read += stream.received
 
     async def put(
         self,
@@ -166,45 +157,28 @@ class AsyncS3:
 
             async def page(token: str | None = token) -> Any:
                 client = await self._get_client()
-                kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix}
-                if delimiter:
-                    kwargs["Delimiter"] = delimiter
-                if token:
-                    kwargs["ContinuationToken"] = token
-                return await client.list_objects_v2(**kwargs)
+                return await client.list_objects_v2(**list_kwargs(bucket, prefix, delimiter, token))
 
-            response = await self._call(page)
-            for item in response.get("Contents", []) or []:
-                yield ObjectInfo(
-                    bucket=bucket,
-                    key=item["Key"],
-                    size=int(item.get("Size", 0)),
-                    etag=str(item.get("ETag", "")).strip('"'),
-                    last_modified=item.get("LastModified"),
-                )
-            if not response.get("IsTruncated"):
+            objects, token = read_page(bucket, await self._call(page))
+            for info in objects:
+                yield info
+            if token is None:
                 return
-            token = response.get("NextContinuationToken")
 
-    async def delete(self, bucket: str, keys: list[str]) -> None:
-        """Delete keys (batches of 1000, S3's limit). A key S3 refused to delete raises
-        :class:`Unavailable` (DeleteObjects answers 200 and lists them)."""
-        for start in range(0, len(keys), 1000):
-            batch = keys[start : start + 1000]
+    async def delete(self, bucket: str, keys: Sequence[str]) -> None:
+        """Delete keys (batches of 1000, S3's limit). When S3 refuses some keys (DeleteObjects
+        answers 200 and lists them) the other batches are still sent, then
+        :class:`~.errors.DeleteFailed` (an :class:`Unavailable`) names every refused key."""
+        failed: dict[str, str] = {}
+        for start in range(0, len(keys), DELETE_BATCH):
+            batch = keys[start : start + DELETE_BATCH]
 
-            async def run(batch: list[str] = batch) -> None:
+            async def run(batch: Sequence[str] = batch) -> dict[str, str]:
                 client = await self._get_client()
-                response = await client.delete_objects(
-                    Bucket=bucket,
-                    Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True},
-                )
-                errors = response.get("Errors") or []
-                if errors:
-                    first = errors[0]
-                    raise Unavailable(f"S3 refused to delete {len(errors)} of {len(batch)} objects, "
-                                      f"e.g. {first.get('Key')!r}: {first.get('Code')}")
+                return delete_errors(await client.delete_objects(Bucket=bucket, Delete=delete_request(batch)))
 
-            await self._call(run)
+            failed.update(await self._call(run))
+        raise_for_delete_errors(failed, len(keys))
 
     async def bucket_reachable(self, bucket: str) -> None:
         """Raises unless ``bucket`` exists and the credentials may use it (readiness)."""

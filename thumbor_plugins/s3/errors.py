@@ -1,4 +1,5 @@
-"""S3 errors as values our plugins map to HTTP statuses (hierarchy in the package docstring)."""
+"""S3 errors as values our plugins map to HTTP statuses and the CLI to exit codes (hierarchy in
+the package docstring)."""
 
 from __future__ import annotations
 
@@ -27,7 +28,13 @@ class AccessDenied(S3Error):
 
 
 class NoCredentials(AccessDenied):
-    """No credentials were configured at all (nothing was sent)."""
+    """No credentials were configured at all, or they cannot be loaded (an expired SSO session):
+    nothing was sent."""
+
+
+class ConfigError(AccessDenied):
+    """The AWS configuration cannot be used: the profile named by ``--profile``/``AWS_PROFILE`` is
+    in neither the config nor the credentials file, or a file cannot be parsed. Nothing was sent."""
 
 
 class Unavailable(S3Error):
@@ -38,3 +45,12 @@ class Unavailable(S3Error):
     @property
     def status(self) -> int:  # type: ignore[override]
         return 504 if self.timeout else 502
+
+
+class DeleteFailed(Unavailable):
+    """``DeleteObjects`` answered but refused some keys: ``failed`` maps each to S3's
+    ``Code: Message``. The others were deleted."""
+
+    def __init__(self, message: str, failed: dict[str, str]) -> None:
+        super().__init__(message)
+        self.failed = failed

@@ -1,11 +1,11 @@
 """GET an object over a plain pooled HTTP connection, signed with botocore's SigV4 signer.
 
 Why not ``client.get_object``: on a result-storage hit the GET is the whole job, and botocore's
-generic machinery (event hooks, request serialisation, response parsing with dateutil) costs
-about 2.2 ms of CPU per call here, against 0.5 ms for the same signed request sent with aiohttp
-(measured against the embedded S3 server). Signing stays botocore's (``S3SigV4Auth``), credentials
-come from the same chain as the client's (explicit keys, else the standard AWS chain, session
-tokens and refreshes included), and statuses map to the same :mod:`.errors` hierarchy.
+generic machinery (event hooks, request serialisation, response parsing) costs several times the
+CPU of the same signed request sent with aiohttp (docs/decisions.md). Signing stays botocore's
+(``S3SigV4Auth``), credentials come from the same chain as the client's (explicit keys, else the
+standard AWS chain, session tokens and refreshes included), and statuses map to the same
+:mod:`.errors` hierarchy.
 """
 
 from __future__ import annotations
@@ -14,14 +14,15 @@ import asyncio
 import email.utils
 import re
 import urllib.parse
-from typing import Any
+from typing import IO, Any
 
 import aiohttp
 import yarl
-from botocore.auth import S3SigV4Auth
-from botocore.awsrequest import AWSRequest
+from botocore.auth import S3SigV4Auth  # type: ignore[import-untyped, unused-ignore]
+from botocore.awsrequest import AWSRequest  # type: ignore[import-untyped, unused-ignore]
 
-from .errors import AccessDenied, NoCredentials, NotFound, S3Error, TooLarge, Unavailable
+from ._shared import NO_CREDENTIALS, aio_session, answered
+from .errors import NoCredentials, S3Error, TooLarge, Unavailable
 from .settings import S3Settings
 from .types import ObjectData
 
@@ -45,15 +46,14 @@ class SignedGet:
 
     async def _ready(self) -> tuple[aiohttp.ClientSession, Any]:
         if self._credentials is None:
-            from aiobotocore.credentials import AioCredentials
-            from aiobotocore.session import get_session
+            from aiobotocore.credentials import AioCredentials  # type: ignore[import-untyped, unused-ignore]
 
             if self.settings.access_key and self.settings.secret_key:
                 self._credentials = AioCredentials(self.settings.access_key, self.settings.secret_key)
             else:
-                self._credentials = await get_session().get_credentials()
+                self._credentials = await aio_session(self.settings).get_credentials()
             if self._credentials is None:
-                raise NoCredentials("no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
+                raise NoCredentials(NO_CREDENTIALS)
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self.settings.max_pool_connections),
@@ -75,6 +75,16 @@ class SignedGet:
 
     async def __call__(self, bucket: str, key: str, *, max_bytes: int | None = None) -> tuple[ObjectData, int]:
         """The object and the number of body bytes received. Raises :class:`S3Error` subclasses."""
+        stream = await self.respond(bucket, key, max_bytes=max_bytes)
+        try:
+            return stream.data(await stream.read()), stream.received
+        finally:
+            stream.close()
+
+    async def respond(self, bucket: str, key: str, *, max_bytes: int | None = None) -> Stream:
+        """The object's response, its body not read yet: a :class:`Stream` (close it). A stale
+        pooled connection and a "try again" status are retried within ``max_attempts``; an error
+        once the body flows is not (the caller has seen part of it)."""
         session, credentials = await self._ready()
         url = self.url(bucket, key)
         attempts = max(1, self.settings.max_attempts)
@@ -84,11 +94,7 @@ class SignedGet:
             signed = AWSRequest(method="GET", url=url, headers={})
             S3SigV4Auth(frozen, "s3", self.region).add_auth(signed)
             try:
-                async with session.get(yarl.URL(url, encoded=True), headers=dict(signed.headers.items())) as response:
-                    if response.status in _RETRY_STATUSES and not last:
-                        await response.read()
-                    else:
-                        return await _read(response, max_bytes)
+                response = await session.get(yarl.URL(url, encoded=True), headers=dict(signed.headers.items()))
             except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as error:
                 if last:
                     raise Unavailable(f"S3 unreachable: {error}") from error
@@ -96,42 +102,95 @@ class SignedGet:
                 raise Unavailable(f"S3 timed out: {error}", timeout=True) from error
             except aiohttp.ClientError as error:
                 raise Unavailable(f"S3 failed: {error!r}") from error
+            else:
+                if response.status not in _RETRY_STATUSES or last:
+                    return await Stream.start(response, max_bytes)
+                response.release()
             await asyncio.sleep(0.05 * 2**attempt)
         raise AssertionError("unreachable")  # pragma: no cover - the last attempt returns or raises
 
 
-async def _read(response: aiohttp.ClientResponse, max_bytes: int | None) -> tuple[ObjectData, int]:
-    if response.status != 200:
-        body = await response.content.read(64 * 1024)
-        match = _CODE.search(body)
-        code = match.group(1).decode(errors="replace") if match else str(response.status)
-        error: S3Error
-        if response.status == 404:
-            error = NotFound(code)
-        elif response.status == 403:
-            error = AccessDenied(code)
-        else:
-            error = Unavailable(f"S3 error {code} (HTTP {response.status})")
-        error.code = code
-        raise error
-    length = response.content_length
-    if max_bytes is not None and length is not None and length > max_bytes:
-        raise TooLarge(length, max_bytes)
-    chunks = []
-    received = 0
-    async for chunk in response.content.iter_chunked(_CHUNK):
-        received += len(chunk)
-        if max_bytes is not None and received > max_bytes:
-            raise TooLarge(None, max_bytes)
-        chunks.append(chunk)
-    headers = response.headers
-    modified = headers.get("Last-Modified")
-    return ObjectData(
-        body=b"".join(chunks),
-        etag=headers.get("ETag", "").strip('"'),
-        content_type=headers.get("Content-Type"),
-        last_modified=email.utils.parsedate_to_datetime(modified) if modified else None,
-        metadata={
+class Stream:
+    """An object being received: its headers at once, its body on demand (:meth:`peek`, then
+    :meth:`read` or :meth:`read_into`), never more than ``max_bytes`` of it (:class:`TooLarge`).
+    :meth:`close` releases the connection: back to the pool when the body was read to its end,
+    dropped otherwise (the rest of a large object is never downloaded)."""
+
+    def __init__(self, response: aiohttp.ClientResponse, max_bytes: int | None) -> None:
+        self._response = response
+        self._max_bytes = max_bytes
+        self._head = bytearray()
+        self.received = 0
+        headers = response.headers
+        modified = headers.get("Last-Modified")
+        self.length = response.content_length
+        self.etag = headers.get("ETag", "").strip('"')
+        self.content_type = headers.get("Content-Type")
+        self.last_modified = email.utils.parsedate_to_datetime(modified) if modified else None
+        self.metadata = {
             name[len(_META):].lower(): value for name, value in headers.items() if name.lower().startswith(_META)
-        },
-    ), received
+        }
+
+    @classmethod
+    async def start(cls, response: aiohttp.ClientResponse, max_bytes: int | None) -> Stream:
+        """The stream of a 200 response; any other status raises its :class:`S3Error`."""
+        try:
+            if response.status != 200:
+                raise await _status_error(response)
+            if max_bytes is not None and response.content_length is not None and response.content_length > max_bytes:
+                raise TooLarge(response.content_length, max_bytes)
+        except BaseException:
+            response.release()
+            raise
+        return cls(response, max_bytes)
+
+    async def _chunk(self) -> bytes:
+        try:
+            chunk = await self._response.content.read(_CHUNK)
+        except aiohttp.ServerTimeoutError as error:
+            raise Unavailable(f"S3 timed out: {error}", timeout=True) from error
+        except (aiohttp.ClientError, TimeoutError) as error:
+            raise Unavailable(f"S3 failed: {error!r}") from error
+        self.received += len(chunk)
+        if self._max_bytes is not None and self.received > self._max_bytes:
+            raise TooLarge(None, self._max_bytes)
+        return chunk
+
+    async def peek(self, size: int) -> bytes:
+        """The first ``size`` bytes of the body (fewer when it is shorter); still part of what
+        :meth:`read` returns."""
+        while len(self._head) < size and (chunk := await self._chunk()):
+            self._head += chunk
+        return bytes(self._head[:size])
+
+    async def read(self) -> bytes:
+        """The whole body (from its start, peeked bytes included)."""
+        chunks = [bytes(self._head)]
+        while chunk := await self._chunk():
+            chunks.append(chunk)
+        self._head.clear()
+        return b"".join(chunks)
+
+    async def read_into(self, file: IO[bytes]) -> None:
+        """Write the whole body (from its start) to ``file``, chunk by chunk."""
+        file.write(self._head)
+        self._head.clear()
+        while chunk := await self._chunk():
+            file.write(chunk)
+
+    def data(self, body: bytes) -> ObjectData:
+        return ObjectData(body=body, etag=self.etag, content_type=self.content_type,
+                          last_modified=self.last_modified, metadata=self.metadata)
+
+    def close(self) -> None:
+        if self._response.content.at_eof():
+            self._response.release()
+        else:
+            self._response.close()
+
+
+async def _status_error(response: aiohttp.ClientResponse) -> S3Error:
+    body = await response.content.read(64 * 1024)
+    match = _CODE.search(body)
+    code = match.group(1).decode(errors="replace") if match else str(response.status)
+    return answered(code, response.status, f"S3 error {code} (HTTP {response.status})")

@@ -8,8 +8,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from botocore.config import Config as BotoConfig
-
 
 @dataclass(frozen=True)
 class S3Settings:
@@ -21,9 +19,12 @@ class S3Settings:
     read_timeout: float = 10.0
     max_attempts: int = 2
     max_pool_connections: int = 32
+    #: a profile of the AWS config and credentials files (``--profile``); None: botocore's own
+    #: choice (``AWS_PROFILE``, else ``default``)
+    profile: str | None = None
 
     @classmethod
-    def from_config(cls, config: Any) -> "S3Settings":
+    def from_config(cls, config: Any) -> S3Settings:
         """From Thumbor's config (our IMGSTACK_S3_* names, or the tc_aws seed names)."""
         from thumbor_plugins.config import setting
 
@@ -39,14 +40,15 @@ class S3Settings:
         )
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "S3Settings":
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> S3Settings:
         """From the standard variables (AWS_ENDPOINT_URL, AWS_REGION / AWS_DEFAULT_REGION,
         AWS_MAX_ATTEMPTS); ``overrides`` (e.g. from CLI flags) win when not None.
 
         Credentials are not copied from the environment: botocore's own chain reads them, with
         everything that comes along (AWS_SESSION_TOKEN of assumed roles, SSO and CI OIDC,
         AWS_PROFILE, the config and credentials files, instance roles). Only explicit keys
-        (``access_key``/``secret_key`` overrides, e.g. ``--access-key``) replace the chain."""
+        (``access_key``/``secret_key`` overrides, e.g. ``--access-key``) replace the chain; a
+        ``profile`` override (``--profile``) is handed to that chain, as ``AWS_PROFILE`` is."""
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {
             "endpoint_url": env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL") or None,
@@ -59,7 +61,11 @@ class S3Settings:
 
     def client_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``create_client("s3", **kwargs)`` (boto3 and aiobotocore alike).
-        Path-style addressing: MinIO and SeaweedFS do not serve virtual-host buckets by default."""
+        Path-style addressing: MinIO and SeaweedFS do not serve virtual-host buckets by default.
+        The profile is not among them: it belongs to the session (see ``sync.client``)."""
+        # imported here: importing the settings loads no SDK
+        from botocore.config import Config as BotoConfig  # type: ignore[import-untyped, unused-ignore]
+
         kwargs: dict[str, Any] = {
             "region_name": self.region or "us-east-1",
             "config": BotoConfig(

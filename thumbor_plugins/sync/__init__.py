@@ -19,11 +19,13 @@ retrying failures with backoff.
 
 Errors (``thumbor_plugins.sync.errors``). Failures of single files — unreadable, vanished,
 changed while read (:class:`FileChanged`), a transfer or deletion refused — are values in
-:attr:`Outcome.failures` (exit code 1): the rest of the run goes on::
+:attr:`Outcome.failures`: the rest of the run goes on. The CLI's exit code for each
+(``thumbor_plugins.cli.exits``) in brackets::
 
     SyncError
-     ├── Refused       unsafe plan or inconsistent arguments, nothing changed     (exit code 2)
-     └── RemoteError   credentials refused, no such bucket, S3 unreachable       (exit code 3)
+     ├── Refused       unsafe plan or inconsistent arguments, nothing changed     (2, usage)
+     └── RemoteError   credentials refused, no such bucket                       (3, config)
+                       S3 unreachable                                            (4, unavailable)
 """
 
 from ._cache import HashCache
@@ -32,7 +34,7 @@ from ._ignore import IGNORE_FILE, IgnoreRules
 from ._location import S3Location
 from ._mime import content_type
 from ._plan import Change, DeletePolicy, Plan, make_plan
-from ._run import DEFAULT_JOBS, DEFAULT_MULTIPART_THRESHOLD, DEFAULT_PART_SIZE, Outcome, Reporter, SyncJob, Syncer
+from ._run import DEFAULT_JOBS, DEFAULT_MULTIPART_THRESHOLD, DEFAULT_PART_SIZE, Outcome, Reporter, Syncer, SyncJob
 from ._sides import ScanReport, list_remote, scan_local
 from ._watch import Watcher
 from .errors import Refused, RemoteError, SyncError

@@ -70,7 +70,7 @@ class HashCache:
         self._lock = threading.Lock()
 
     @classmethod
-    def load(cls, path: Path) -> "HashCache":
+    def load(cls, path: Path) -> HashCache:
         """The cache kept at ``path``; empty when it is missing, unreadable or not ours."""
         cache = cls(path)
         try:

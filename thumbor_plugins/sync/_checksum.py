@@ -45,7 +45,7 @@ class LocalFile:
     ino: int = 0
 
     @classmethod
-    def from_stat(cls, rel: str, path: Path, st: os.stat_result) -> "LocalFile":
+    def from_stat(cls, rel: str, path: Path, st: os.stat_result) -> LocalFile:
         return cls(rel, path, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
 
     @property

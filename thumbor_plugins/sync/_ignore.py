@@ -88,7 +88,7 @@ class IgnoreRules:
         self.rules = tuple(r for r in map(_rule, lines) if r is not None)
 
     @classmethod
-    def for_folder(cls, root: Path, excludes: Iterable[str] = ()) -> "IgnoreRules":
+    def for_folder(cls, root: Path, excludes: Iterable[str] = ()) -> IgnoreRules:
         """The folder's ``.imgstackignore`` (if any) then ``excludes`` (they win on conflict)."""
         lines: list[str] = []
         ignore_file = root / IGNORE_FILE

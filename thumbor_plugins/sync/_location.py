@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
-
 from dataclasses import dataclass
+
+from thumbor_plugins.s3.location import BadLocation, S3Path, is_s3
 
 from .errors import Refused
 
-SCHEME = "s3://"
+__all__ = ["S3Location", "is_s3", "rel_is_safe"]
 
 
 @dataclass(frozen=True)
@@ -19,18 +20,18 @@ class S3Location:
     prefix: str = ""
 
     @classmethod
-    def parse(cls, text: str) -> "S3Location":
+    def parse(cls, text: str) -> S3Location:
         """``s3://bucket``, ``s3://bucket/`` or ``s3://bucket/a/b[/]`` (the prefix is always a
-        folder: ``s3://images/photos`` means the keys under ``photos/``)."""
-        if not text.startswith(SCHEME):
-            raise Refused(f"not an s3:// location: {text!r}")
-        bucket, _, prefix = text[len(SCHEME):].partition("/")
-        if len(bucket) < 3 or any(c in bucket for c in " \\"):
-            raise Refused(f"bad bucket name in {text!r}")
-        prefix = prefix.strip("/")
+        folder: ``s3://images/photos`` means the keys under ``photos/``). The text is read by
+        :class:`~thumbor_plugins.s3.location.S3Path`, every command's one parser."""
+        try:
+            path = S3Path.parse(text)
+        except BadLocation as error:
+            raise Refused(str(error)) from None
+        prefix = path.key.strip("/")
         if prefix and not rel_is_safe(prefix):
             raise Refused(f"bad prefix in {text!r}: empty, '.' or '..' segments are not allowed")
-        return cls(bucket, prefix + "/" if prefix else "")
+        return cls(path.bucket, prefix + "/" if prefix else "")
 
     def key(self, rel: str) -> str:
         return self.prefix + rel
@@ -44,7 +45,7 @@ class S3Location:
         return rel if rel_is_safe(rel) else None
 
     def __str__(self) -> str:
-        return f"{SCHEME}{self.bucket}/{self.prefix}"
+        return str(S3Path(self.bucket, self.prefix))
 
 
 _DRIVE = re.compile(r"[A-Za-z]:")
@@ -57,7 +58,3 @@ def rel_is_safe(rel: str) -> bool:
     if not rel or rel.startswith("/") or "\\" in rel or any(ord(char) < 32 for char in rel):
         return False
     return all(part not in ("", ".", "..") and not _DRIVE.match(part) for part in rel.split("/"))
-
-
-def is_s3(text: str) -> bool:
-    return text.startswith(SCHEME)

@@ -74,7 +74,7 @@ def make_plan(direction: Direction, local: Mapping[str, LocalFile], remote: Mapp
         except OSError as error:
             return error
 
-    reasons = dict(zip(both, map_(compare, both)))
+    reasons = dict(zip(both, map_(compare, both), strict=True))
     transfers, skipped = [], []
     for rel in sorted(source):
         reason = reasons[rel] if rel in reasons else "new"
@@ -82,7 +82,8 @@ def make_plan(direction: Direction, local: Mapping[str, LocalFile], remote: Mapp
             skipped.append(Change(rel, local[rel].size, _os_message(reason)))
         elif reason is not None:
             transfers.append(Change(rel, source[rel].size, reason))
-    deletions = tuple(Change(rel, dest[rel].size, "extra") for rel in sorted(dest) if rel not in source) if delete else ()
+    deletions = tuple(Change(rel, dest[rel].size, "extra") for rel in sorted(dest) if rel not in source) \
+        if delete else ()
     unchanged = sum(1 for r in reasons.values() if r is None)
     return Plan(direction, tuple(transfers), deletions, unchanged, len(source), len(dest), tuple(skipped))
 
@@ -108,7 +109,7 @@ class DeletePolicy:
     DEFAULT_COUNT: int = field(default=10, repr=False)
 
     @classmethod
-    def parse(cls, text: str | None, *, force: bool = False) -> "DeletePolicy":
+    def parse(cls, text: str | None, *, force: bool = False) -> DeletePolicy:
         """``None`` (default rule), ``N`` (at most N deletions) or ``P%`` (at most P% of the
         destination)."""
         if text is None:
@@ -137,7 +138,8 @@ class DeletePolicy:
             too_many, limit = share > self.max_percent, f"--max-delete {self.max_percent:g}%"
         else:
             too_many = share > self.DEFAULT_PERCENT and n > self.DEFAULT_COUNT
-            limit = f"the default limit ({self.DEFAULT_PERCENT:g}% of the destination and more than {self.DEFAULT_COUNT})"
+            limit = (f"the default limit ({self.DEFAULT_PERCENT:g}% of the destination "
+                     f"and more than {self.DEFAULT_COUNT})")
         if too_many:
             raise Refused(f"refusing to delete {n} of {plan.dest_count} entries of {dest} ({share:.0f}%), "
                           f"over {limit}. Check {source}; raise --max-delete or use --force.")

@@ -114,7 +114,8 @@ class Outcome:
             verb = "would upload" if self.direction == "push" else "would download"
             return (f"{verb} {len(self.plan.transfers)}, would delete {len(self.plan.deletions)}, "
                     f"unchanged {self.plan.unchanged}, bytes {self.plan.transfer_bytes} (dry run: nothing changed)")
-        text = f"{verb} {len(self.transferred)}, deleted {len(self.deleted)}, unchanged {self.unchanged}, bytes {self.bytes}"
+        text = (f"{verb} {len(self.transferred)}, deleted {len(self.deleted)}, unchanged {self.unchanged}, "
+                f"bytes {self.bytes}")
         return text + (f", failed {len(self.failures)}" if self.failures else "")
 
 
@@ -166,7 +167,8 @@ class Syncer:
             raise Refused(f"destination {job.root} is not a folder")
         rules = IgnoreRules.for_folder(job.root, job.excludes)
         self._scan = scan = ScanReport()
-        self._local = scan_local(job.root, rules, scan, follow_symlinks=job.follow_symlinks) if job.root.is_dir() else {}
+        self._local = (scan_local(job.root, rules, scan, follow_symlinks=job.follow_symlinks)
+                       if job.root.is_dir() else {})
         for text in scan.notices:
             self.reporter.notice(text)
         self._remote = list_remote(self.client, job.location, rules)
@@ -183,7 +185,7 @@ class Syncer:
             unreadable = tuple(Change(rel, 0, message) for rel, message in scan.problems)
             transfers = plan.transfers
             if job.dry_run and job.direction == "push":
-                probed = dict(zip((c.rel for c in transfers), pool.map(self._probe, transfers)))
+                probed = dict(zip((c.rel for c in transfers), pool.map(self._probe, transfers), strict=True))
                 unreadable += tuple(Change(c.rel, c.size, probed[c.rel]) for c in transfers if probed[c.rel])
                 transfers = tuple(c for c in transfers if not probed[c.rel])
         deletions = plan.deletions
@@ -336,20 +338,17 @@ class Syncer:
         return size
 
     def _delete_remote(self, deletions: tuple[Change, ...], outcome: Outcome) -> None:
+        from thumbor_plugins.s3.sync import delete_keys
+
         location = self.job.location
         for start in range(0, len(deletions), _DELETE_BATCH):
-            batch = deletions[start:start + _DELETE_BATCH]
-            keys = {location.key(c.rel): c for c in batch}
+            # a batch at a time: a batch that fails as a whole fails its keys only
+            keys = {location.key(c.rel): c for c in deletions[start:start + _DELETE_BATCH]}
             try:
-                response = self.client.delete_objects(
-                    Bucket=location.bucket, Delete={"Objects": [{"Key": k} for k in keys], "Quiet": True})
+                failed = delete_keys(self.client, location.bucket, list(keys))
             except Exception as error:  # noqa: BLE001 - reported per key
                 message = str(remote_error(error, location, "deleting in"))
-                for key, change in keys.items():
-                    outcome.failures.append((change.rel, message))
-                    self.reporter.done("delete", change, key, message)
-                continue
-            failed = {e.get("Key"): f"{e.get('Code')}: {e.get('Message')}" for e in response.get("Errors", ())}
+                failed = dict.fromkeys(keys, message)
             for key, change in keys.items():
                 error = failed.get(key)
                 (outcome.failures.append((change.rel, error)) if error else outcome.deleted.append(change.rel))

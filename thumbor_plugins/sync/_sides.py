@@ -1,5 +1,5 @@
 """Reading the two sides: the local folder (one walk) and the bucket prefix (ONE paginated
-``list_objects_v2``; no request per object)."""
+listing, :func:`thumbor_plugins.s3.sync.list_prefix`; no request per object)."""
 
 from __future__ import annotations
 
@@ -100,40 +100,41 @@ def scan_local(root: Path, rules: IgnoreRules, report: ScanReport | None = None,
 
 
 def remote_error(error: Exception, location: S3Location, action: str) -> RemoteError:
-    """A clear message for a failure that makes the bucket unusable (exit code 3)."""
-    from thumbor_plugins.s3 import AccessDenied, NoCredentials, NotFound
+    """A clear message for a failure that makes the bucket unusable (its ``reason`` says which
+    kind: credentials and configuration, or S3 unreachable)."""
+    from thumbor_plugins.s3 import AccessDenied, ConfigError, NoCredentials, NotFound
     from thumbor_plugins.s3.sync import translate
 
     reason = translate(error)
-    if isinstance(reason, NoCredentials):
-        return RemoteError(str(reason))
+    if isinstance(reason, (NoCredentials, ConfigError)):
+        return RemoteError(str(reason), reason)
     code = getattr(reason, "code", "")
     if isinstance(reason, NotFound):
-        return RemoteError(f"bucket {location.bucket!r} does not exist (or is not visible with these credentials)")
+        return RemoteError(f"bucket {location.bucket!r} does not exist (or is not visible with these credentials)",
+                           reason)
     if isinstance(reason, AccessDenied):
         hint = {
             "InvalidAccessKeyId": "the access key is unknown to the server (AWS_ACCESS_KEY_ID)",
             "SignatureDoesNotMatch": "the secret key does not match the access key (AWS_SECRET_ACCESS_KEY)",
         }.get(code, "access denied")
-        return RemoteError(f"S3 refused the credentials while {action} {location}: {hint} [{code}]")
-    return RemoteError(f"cannot reach S3 while {action} {location}: {reason}")
+        return RemoteError(f"S3 refused the credentials while {action} {location}: {hint} [{code}]", reason)
+    return RemoteError(f"cannot reach S3 while {action} {location}: {reason}", reason)
 
 
 def list_remote(client: Any, location: S3Location, rules: IgnoreRules) -> dict[str, RemoteObject]:
     """Every object under the prefix, by relative path, from one paginated listing. Keys that no
     file can have (folder markers, ``a//b``) and excluded keys are left out (so never deleted)."""
+    from thumbor_plugins.s3.sync import list_prefix
+
     found: dict[str, RemoteObject] = {}
     try:
-        pages = client.get_paginator("list_objects_v2").paginate(Bucket=location.bucket, Prefix=location.prefix)
-        for page in pages:
-            for item in page.get("Contents", ()):
-                key = item["Key"]
-                rel = location.rel(key)
-                if rel is None or rules.ignored(rel):
-                    continue
-                modified = item.get("LastModified")
-                found[rel] = RemoteObject(rel, key, int(item["Size"]), item.get("ETag", "").strip('"'),
-                                          modified.timestamp() if modified is not None else None)
+        for item in list_prefix(client, location.bucket, location.prefix):
+            rel = location.rel(item.key)
+            if rel is None or rules.ignored(rel):
+                continue
+            modified = item.last_modified
+            found[rel] = RemoteObject(rel, item.key, item.size, item.etag,
+                                      modified.timestamp() if modified is not None else None)
     except Exception as error:  # noqa: BLE001 - every failure of the listing is a RemoteError
         raise remote_error(error, location, "listing") from error
     return found

@@ -120,7 +120,7 @@ class Watcher:
         self.last = outcome
         return outcome
 
-    def watch(self, events: "queue.Queue[Any]", stop: threading.Event) -> Outcome | None:
+    def watch(self, events: queue.Queue[Any], stop: threading.Event) -> Outcome | None:
         """Run until ``stop`` is set. Raises :class:`Refused` when the folder disappears."""
         root = self.syncer.job.root
         while not stop.is_set():

@@ -1,0 +1,74 @@
+"""The adapter's own logic without a server: the per-request state, Thumbor's request parameters for
+a decision, the start-up check of thumbor_plugins.serve."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from thumbor.context import RequestParameters
+
+from thumbor_plugins import pipeline, serve
+from thumbor_plugins.settings import SettingError, Settings
+from thumbor_plugins.thumbor_adapter import RequestState, checked_settings, loopback_base, state_of, thumbor_request
+from thumbor_plugins.urls import build_url, parse
+
+KEY = "adapter-test-key-0123456789abcdef0123"
+SETTINGS = Settings(security_key=KEY, allow_unsafe_url=False, max_width=2560, max_height=1440)
+
+
+def decision(**options) -> pipeline.Decision:  # noqa: ANN003
+    return pipeline.decide(build_url("images/a.jpg", key=KEY, **options), "", SETTINGS, time.time())
+
+
+def test_the_state_is_made_once_and_shared_through_thumbors_request() -> None:
+    request = RequestParameters()
+    state = state_of(request)
+    assert isinstance(state, RequestState) and state_of(request) is state
+    state.source_etag = '"abc"'
+    assert state_of(request).source_etag == '"abc"'
+
+
+def test_thumbor_request_carries_the_decision_and_the_state() -> None:
+    state = RequestState(decision=decision(width=300, height=200, smart=True))
+    request = thumbor_request(state.decision, SETTINGS, state, None)
+    assert (request.width, request.height, request.smart, request.fit_in) == (300, 200, True, False)
+    assert request.url == "300x200/smart/images/a.jpg" and request.image_url == "images/a.jpg"
+    assert state_of(request) is state
+
+
+def test_no_size_asked_fits_the_original_into_the_size_cap() -> None:
+    state = RequestState(decision=decision())
+    request = thumbor_request(state.decision, SETTINGS, state, None)
+    assert (request.fit_in, request.width, request.height) == (True, 2560, 1440)
+    meta = RequestState(decision=decision(params=parse("meta/_")))
+    assert thumbor_request(meta.decision, SETTINGS, meta, None).fit_in is False
+
+
+@pytest.mark.parametrize(("ip", "expected"), [("0.0.0.0", "http://127.0.0.1:8888"), ("::1", "http://[::1]:8888"),
+                                              (None, "http://127.0.0.1:8888"), ("10.1.2.3", "http://10.1.2.3:8888")])
+def test_loopback_base(ip: str | None, expected: str) -> None:
+    from types import SimpleNamespace
+
+    assert loopback_base(SimpleNamespace(server=SimpleNamespace(ip=ip, port=8888))) == expected
+
+
+def test_serve_refuses_a_bad_config_once_before_starting_any_worker(tmp_path) -> None:  # noqa: ANN001
+    conf = tmp_path / "thumbor.conf"
+    conf.write_text("import thumbor_plugins.config\nSECURITY_KEY = None\n")
+    with pytest.raises(SystemExit, match="refusing to start: SECURITY_KEY is not set.*security key"):
+        serve.main([f"--conf={conf}", "--port=0"])
+    conf.write_text(f"import thumbor_plugins.config\nSECURITY_KEY = {KEY!r}\nIMGSTACK_MAX_PIXELS = 'many'\n")
+    with pytest.raises(SystemExit, match="IMGSTACK_MAX_PIXELS='many'"):
+        serve.main([f"--conf={conf}", "--port=0"])
+
+
+def test_the_keyfile_signs(tmp_path) -> None:  # noqa: ANN001
+    conf = tmp_path / "thumbor.conf"
+    conf.write_text("import thumbor_plugins.config\nSECURITY_KEY = 'short'\nIMGSTACK_PROCESSES = 3\n")
+    keyfile = tmp_path / "key"
+    keyfile.write_text(KEY + "\n")
+    settings = checked_settings([f"--conf={conf}", f"--keyfile={keyfile}"])
+    assert settings.signing_keys == (KEY,) and settings.processes == 3
+    with pytest.raises(SettingError, match="SECURITY_KEY holds a key of 5 characters"):
+        checked_settings([f"--conf={conf}"])

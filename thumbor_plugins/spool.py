@@ -1,0 +1,54 @@
+"""Originals too large to hold in memory, spooled to a temporary file as they download.
+
+Thumbor hands the loader's buffer to the engine as bytes. A :class:`Spooled` original is a
+read-only memory map of an already unlinked temporary file: to Thumbor it behaves as bytes
+(``startswith``, slices, ``len``: what it reads of the buffer is the header), while the libvips
+engine reads the pixels from the file's descriptor in strips (:func:`vips_source`), so a 230 MB
+PNG never sits in the process's memory. The file has no name from the start: nothing is left
+behind when the process dies, and its space is freed when the last reference goes.
+"""
+
+from __future__ import annotations
+
+import mmap
+import tempfile
+from typing import IO, Any
+
+
+def temporary(directory: str | None = None) -> IO[bytes]:
+    """A new temporary file, already unlinked (POSIX), to write an original into."""
+    return tempfile.TemporaryFile(dir=directory or None)
+
+
+class Spooled(mmap.mmap):
+    """The bytes of ``file`` (written, non-empty), read-only, without reading them into memory."""
+
+    file: IO[bytes]
+
+    def __new__(cls, file: IO[bytes]) -> Spooled:
+        file.flush()
+        self = super().__new__(cls, file.fileno(), 0, access=mmap.ACCESS_READ)
+        self.file = file
+        return self
+
+    def startswith(self, prefix: bytes, start: int = 0) -> bool:
+        """As ``bytes.startswith`` (Thumbor's format sniffing calls it)."""
+        return self[start:start + len(prefix)] == prefix
+
+    def fileno(self) -> int:
+        return self.file.fileno()
+
+    def close(self) -> None:
+        super().close()
+        self.file.close()
+
+
+def vips_source(buffer: Any) -> Any:
+    """A ``pyvips.Source`` for an original: read from the file of a :class:`Spooled` one (libvips
+    reads its own duplicate of the descriptor, from the start), else from the bytes in memory
+    (no copy)."""
+    import pyvips
+
+    if isinstance(buffer, Spooled):
+        return pyvips.Source.new_from_descriptor(buffer.fileno())
+    return pyvips.Source.new_from_memory(buffer)
