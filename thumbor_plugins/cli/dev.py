@@ -172,6 +172,8 @@ def command(
     try:
         ports = Ports.choose(data_dir, host, port, s3_port, with_s3=not s3_endpoint_url)
         if s3_endpoint_url:
+            # all three or none: refused with a usage error before anything started
+            assert s3_access_key is not None and s3_secret_key is not None
             endpoint, access_key, secret_key = s3_endpoint_url, s3_access_key, s3_secret_key
         else:
             webhook = embedded.Webhook(f"http://{host}:{ports.thumbor}/events/seaweedfs",

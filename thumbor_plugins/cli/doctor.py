@@ -13,6 +13,7 @@ dependency); S3 calls go through :mod:`thumbor_plugins.s3`.
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import secrets
@@ -147,14 +148,14 @@ class Doctor:
         step("config", self.check_config)
         step("s3", self.check_s3)
         for bucket in (self.bucket, self.derived_bucket):
-            step(f"bucket {bucket}", lambda b=bucket: self.check_bucket(b), needs=("s3",))
+            step(f"bucket {bucket}", functools.partial(self.check_bucket, bucket), needs=("s3",))
         step("thumbor /healthcheck", self.check_liveness)
         step("thumbor /healthcheck/ready", self.check_readiness)
         try:
             step("signed URL renders", self.check_render,
                  needs=("config", f"bucket {self.bucket}", "thumbor /healthcheck"))
             for bucket in (self.bucket, self.derived_bucket):
-                step(f"bucket {bucket} is private", lambda b=bucket: self.check_private(b),
+                step(f"bucket {bucket} is private", functools.partial(self.check_private, bucket),
                      needs=(f"bucket {bucket}",))
         finally:
             self.cleanup()
@@ -336,8 +337,8 @@ def command(url: str, key: str | None, algorithm: str, endpoint_url: str | None,
     refusing a wrong token. Exit 0 only when every check passes."""
     from thumbor_plugins.s3.settings import S3Settings
 
-    flags = {"endpoint_url": endpoint_url, "access_key": access_key, "secret_key": secret_key, "region": region,
-             "profile": profile}
+    flags: dict[str, Any] = {"endpoint_url": endpoint_url, "access_key": access_key, "secret_key": secret_key,
+                             "region": region, "profile": profile}
     doctor = Doctor(url=url.rstrip("/"), key=key, algorithm=algorithm, settings=S3Settings.from_env(**flags),
                     bucket=bucket, derived_bucket=derived_bucket, events_token=events_token,
                     skip_events=skip_events, timeout=timeout, _client=open_s3(**flags))

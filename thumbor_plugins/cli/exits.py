@@ -49,7 +49,7 @@ class CliError(click.ClickException):
 
     def __init__(self, message: str, code: Exit) -> None:
         super().__init__(message)
-        self.exit_code = int(code)
+        self.exit_code = int(code)  # type: ignore[misc]  # click's class default, per instance here
 
 
 def exit_for(error: BaseException) -> Exit:

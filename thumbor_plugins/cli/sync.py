@@ -9,7 +9,7 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import click
 
@@ -221,7 +221,7 @@ def command(src: str, dest: str, delete: bool, force: bool, max_delete: str | No
             verbose: bool, quiet: bool, as_json: bool) -> None:
     if is_s3(src) == is_s3(dest):
         raise click.UsageError("one of SRC and DEST must be a folder and the other s3://BUCKET/PREFIX/")
-    direction = "pull" if is_s3(src) else "push"
+    direction: Literal["push", "pull"] = "pull" if is_s3(src) else "push"
     if watch and direction == "pull":
         raise click.UsageError("--watch watches a local folder: use it when pushing (SRC is the folder)")
     if watch and dry_run:
@@ -328,8 +328,8 @@ def _watch(watcher: Watcher, quiet: bool) -> Outcome | None:
     finally:
         stop.set()
         thread.join(timeout=10)
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
     if not quiet:
         click.echo("stopped watching", err=True)
     return last

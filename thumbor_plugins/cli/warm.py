@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -28,7 +28,7 @@ def progress(total: int, unit: str) -> Any:
     return tqdm(total=total, unit=unit, disable=not sys.stderr.isatty(), file=sys.stderr)
 
 
-def load_presets() -> dict[str, Any]:
+def load_presets() -> Mapping[str, Any]:
     """The presets file (IMGSTACK_PRESETS_FILE, else the shipped one); unreadable: exit code 3."""
     from thumbor_plugins import presets
 
@@ -124,10 +124,18 @@ def command(location: str, base: str, key: str | None, algorithm: str, names: tu
             for request in requests_of(object_key):
                 status: int | None = None
                 error: str | None = None
-                try:
-                    status = http.get(request.url, headers={"Accept": request.accept}).status_code
-                except httpx.HTTPError as exc:
-                    error = type(exc).__name__
+                for _attempt in (1, 2):
+                    try:
+                        status = http.get(request.url, headers={"Accept": request.accept}).status_code
+                        error = None
+                        break
+                    except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
+                        # a kept-alive connection the server closed as it was reused: the GET is
+                        # idempotent, sent once more on a new connection
+                        error = type(exc).__name__
+                    except httpx.HTTPError as exc:
+                        error = type(exc).__name__
+                        break
                 if status != 200:
                     failed.append(Failure(object_key, request.preset, request.format, request.derived_key,
                                           status, error))
@@ -142,15 +150,15 @@ def command(location: str, base: str, key: str | None, algorithm: str, names: tu
     if any(failure.status in (403, 410) for failure in failures):
         click.echo("hint: the server refused the warm links: check --key/SECURITY_KEY and, when the server caps "
                    "link lifetimes, pass that cap as --max-link-lifetime (or IMGSTACK_MAX_LINK_LIFETIME)", err=True)
-    code, error = Exit.OK, None
+    code, problem = Exit.OK, None
     if failures:
         code = Exit.FAILED
         if len(failures) == total and all(f.status is None for f in failures):
             # not one answer from Thumbor: it is down or the URL is wrong, not the images
-            code, error = Exit.UNAVAILABLE, f"no answer from Thumbor at {base} ({failures[0].error})"
-            click.echo(f"Error: {error}", err=True)
+            code, problem = Exit.UNAVAILABLE, f"no answer from Thumbor at {base} ({failures[0].error})"
+            click.echo(f"Error: {problem}", err=True)
     say(f"warmed {len(keys)} images, {total - len(failures)} variants, {len(failures)} failed", as_json=as_json)
     if as_json:
-        emit("warm", code, error=error, location=str(where), images=len(keys), variants=total - len(failures),
+        emit("warm", code, error=problem, location=str(where), images=len(keys), variants=total - len(failures),
              failed=len(failures), failures=[asdict(failure) for failure in failures])
     sys.exit(int(code))

@@ -186,7 +186,7 @@ class Syncer:
             transfers = plan.transfers
             if job.dry_run and job.direction == "push":
                 probed = dict(zip((c.rel for c in transfers), pool.map(self._probe, transfers), strict=True))
-                unreadable += tuple(Change(c.rel, c.size, probed[c.rel]) for c in transfers if probed[c.rel])
+                unreadable += tuple(Change(c.rel, c.size, problem) for c in transfers if (problem := probed[c.rel]))
                 transfers = tuple(c for c in transfers if not probed[c.rel])
         deletions = plan.deletions
         if job.direction == "push":
@@ -350,9 +350,9 @@ class Syncer:
                 message = str(remote_error(error, location, "deleting in"))
                 failed = dict.fromkeys(keys, message)
             for key, change in keys.items():
-                error = failed.get(key)
-                (outcome.failures.append((change.rel, error)) if error else outcome.deleted.append(change.rel))
-                self.reporter.done("delete", change, key, error)
+                problem = failed.get(key)
+                (outcome.failures.append((change.rel, problem)) if problem else outcome.deleted.append(change.rel))
+                self.reporter.done("delete", change, key, problem)
 
     def _delete_local(self, deletions: tuple[Change, ...], outcome: Outcome) -> None:
         root = self.job.root
