@@ -20,6 +20,20 @@ OTHER_BUCKET = "other-bucket"
 FIXTURES = Path(__import__("thumbor").__file__).parent / "fixtures" / "filters"
 
 
+#: fixtures that start a real server (or install into a fresh virtualenv): a test that uses one,
+#: directly or through another fixture, is an integration test. Tests that start one themselves
+#: carry the marker explicitly.
+SERVER_FIXTURES = {"s3_server", "thumbor_factory", "stack", "own_stack", "installed", "docker_daemon"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Unit and integration are told apart by the ``integration`` marker only, set here from
+    what a test uses, so a pure test in a module of integration tests stays a unit test."""
+    for item in items:
+        if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
+
+
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[embedded.S3Server]:
     server = embedded.start_s3(tmp_path_factory.mktemp("s3"))

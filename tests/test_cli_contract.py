@@ -22,8 +22,6 @@ from thumbor_plugins.embedded import free_port
 from .conftest import BUCKET, DERIVED, SECURITY_KEY
 from .test_serving import upload
 
-pytestmark = pytest.mark.integration
-
 UNREADABLE = "/proc/self/mem"  # a regular file of size 0 whose first byte cannot be read, even by root
 KINDS = {1: "failed", 2: "usage", 3: "config", 4: "unavailable", 5: "service"}
 
@@ -347,6 +345,7 @@ def test_dev_usage_and_service_failures(s3_server, tmp_path) -> None:
     assert "READY" not in started.stdout
 
 
+@pytest.mark.integration  # starts imgstack dev / its own S3 server
 def test_dev_with_an_unreachable_s3_server(tmp_path) -> None:
     started = subprocess.run(
         [sys.executable, "-m", "thumbor_plugins.cli", "dev", "--data-dir", str(tmp_path / "data"), "--no-samples",

@@ -22,8 +22,6 @@ from thumbor_plugins.urls import Signer
 from .conftest import BUCKET, SECURITY_KEY, sign, worker_pids
 from .test_serving import derived_objects, upload
 
-pytestmark = pytest.mark.integration
-
 WALLPAPERS = Path(__file__).resolve().parents[1] / ".cache" / "images"
 PORTRAITS = ["800px-Christophe_Henner_-_June_2016.jpg", "800px-Guido-portrait-2014.jpg", "800px-Katherine_Maher.jpg"]
 AVIF = {"Accept": "image/avif,image/webp,image/apng,*/*;q=0.8"}

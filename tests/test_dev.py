@@ -17,8 +17,6 @@ from thumbor_plugins.embedded import free_port
 
 from .conftest import FIXTURES, sign
 
-pytestmark = pytest.mark.integration
-
 READY_KEYS = {"thumbor_url", "s3_endpoint_url", "s3_access_key", "s3_secret_key", "bucket", "derived_bucket",
               "security_key", "events_token"}
 
@@ -72,6 +70,7 @@ def children_of(pid: int) -> list[int]:
     return found
 
 
+@pytest.mark.integration  # starts imgstack dev / its own S3 server
 def test_dev_prints_ready_serves_and_stops_everything(tmp_path) -> None:
     port = free_port()
     process, ready, lines = start_dev(tmp_path, "--port", str(port))
@@ -94,6 +93,7 @@ def test_dev_prints_ready_serves_and_stops_everything(tmp_path) -> None:
         assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text(), pid
 
 
+@pytest.mark.integration  # starts imgstack dev / its own S3 server
 def test_dev_uses_key_from_environment_and_keeps_data(tmp_path) -> None:
     key = "a-key-from-the-environment-0123456789"
     process, ready, _ = start_dev(tmp_path, "--no-samples", env={"SECURITY_KEY": key})
@@ -120,6 +120,7 @@ def test_dev_uses_key_from_environment_and_keeps_data(tmp_path) -> None:
         stop(process)
 
 
+@pytest.mark.integration  # starts imgstack dev / its own S3 server
 def test_dev_port_zero_picks_a_free_port_and_a_flag_beats_the_saved_one(tmp_path) -> None:
     data = tmp_path / "data"
     data.mkdir()

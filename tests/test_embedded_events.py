@@ -16,8 +16,6 @@ from thumbor_plugins.s3.sync import client as s3_client
 from .conftest import sign
 from .test_dev import start_dev, stop
 
-pytestmark = pytest.mark.integration
-
 ACCEPTS = {"jpeg": "image/jpeg", "webp": "image/webp", "avif": "image/avif,image/webp"}
 #: the issue's bound for an upload/overwrite/delete to show in every link
 SETTLE = 2.0

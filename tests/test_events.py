@@ -19,8 +19,6 @@ from thumbor_plugins.sources import Source
 from .conftest import BUCKET, DERIVED, EVENTS_TOKEN, OTHER_BUCKET, SECURITY_KEY, sign
 from .test_serving import derived_objects, upload
 
-pytestmark = pytest.mark.integration
-
 MINIO_EVENTS = Path(__file__).resolve().parent / "fixtures" / "minio-events"
 AUTH = {"Authorization": f"Bearer {EVENTS_TOKEN}"}
 #: what browsers send (Chrome: AVIF and WebP; Safari 14-15: WebP only; an old client: neither)

@@ -16,8 +16,6 @@ from .conftest import BUCKET, sign
 from .tcp_counter import CountingProxy
 from .test_serving import PLAIN, upload
 
-pytestmark = pytest.mark.integration
-
 
 @pytest.fixture
 def slow_s3(s3_server, thumbor_factory):  # noqa: ANN001, ANN201

@@ -17,8 +17,6 @@ from .conftest import BUCKET, DERIVED, sign, worker_pids
 from .test_delivery import peak_rss_kb, png_bomb, signed_path
 from .test_events import minio_event, post
 
-pytestmark = pytest.mark.integration
-
 PLAIN = {"Accept": "image/jpeg"}
 
 

@@ -20,8 +20,6 @@ JPEG = "800px-Katherine_Maher.jpg"
 PLAIN = {"Accept": "image/jpeg"}
 METRICS_TOKEN = "test-metrics-token-0123456789"
 
-pytestmark = pytest.mark.integration
-
 
 def scrape(base: str, token: str | None = None) -> dict[tuple[str, tuple], float]:
     """Every sample of /metrics, by (sample name, sorted labels)."""

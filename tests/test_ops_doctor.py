@@ -14,8 +14,6 @@ from thumbor_plugins.cli.doctor import command
 
 from .conftest import BUCKET, DERIVED, SECURITY_KEY, thumbor_env
 
-pytestmark = pytest.mark.integration
-
 
 def doctor(thumbor_url: str, s3_server, *args: str, key: str = SECURITY_KEY, env: dict | None = None):
     base_env = {"SECURITY_KEY": key, "AWS_ENDPOINT_URL": s3_server.endpoint_url,
@@ -86,6 +84,7 @@ def test_doctor_refuses_thumbor_default_key(thumbor, s3_server) -> None:
     assert lines["config"][0] == "FAIL" and "default" in lines["config"][1]
 
 
+@pytest.mark.integration  # starts imgstack dev / its own S3 server
 def test_doctor_fails_with_a_useful_message_when_s3_is_stopped(tmp_path) -> None:
     server = embedded.start_s3(tmp_path / "s3")
     thumbor = None

@@ -18,8 +18,6 @@ from .conftest import BUCKET, SECURITY_KEY, sign, thumbor_env
 from .tcp_counter import CountingProxy
 from .test_serving import PLAIN, derived_objects, upload
 
-pytestmark = pytest.mark.integration
-
 OLD_KEY = "the-key-we-rotated-out-0123456789"
 
 

@@ -29,8 +29,6 @@ from thumbor_plugins.s3.sync import client as s3_client
 
 from .test_dev import start_dev, stop
 
-pytestmark = pytest.mark.integration
-
 README = Path(__file__).resolve().parent.parent / "README.md"
 EXAMPLE_BASE = "https://img.example.com"
 NOT_RUN = ("scripts/run", "scripts/test", "scripts/setup")

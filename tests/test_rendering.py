@@ -20,8 +20,6 @@ from .conftest import BUCKET, sign, thumbor_env, worker_pids
 from .test_delivery import peak_rss_kb
 from .test_ops import scrape, value
 
-pytestmark = pytest.mark.integration
-
 PLAIN = {"Accept": "image/jpeg"}
 
 

@@ -10,11 +10,8 @@ import time
 from urllib.parse import urlsplit
 
 import httpx
-import pytest
 
 from .conftest import BUCKET, EVENTS_TOKEN, sign
-
-pytestmark = pytest.mark.integration
 
 HUNDRED_MB = 100 * 1024 * 1024
 

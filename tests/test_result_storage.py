@@ -21,8 +21,6 @@ from thumbor_plugins.urls import parse
 
 from .conftest import BUCKET, DERIVED, FIXTURES
 
-pytestmark = pytest.mark.integration
-
 RENDERED = b"\xff\xd8\xff\xe0 a rendered jpeg"
 ORIGINAL = (FIXTURES / "800px-Guido-portrait-2014.jpg").read_bytes()
 

@@ -12,8 +12,6 @@ from thumbor_plugins.s3.aio import AsyncS3, shared
 
 from .conftest import BUCKET
 
-pytestmark = pytest.mark.integration
-
 
 @pytest.fixture
 def settings(s3_server) -> S3Settings:

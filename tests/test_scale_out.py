@@ -26,9 +26,6 @@ from .test_events import minio_event
 from .test_ops import scrape, value
 from .test_serving import upload
 
-pytestmark = pytest.mark.integration
-
-
 
 class Replica:
     """One Thumbor replica on a fixed port, which can be killed and started again on it."""

@@ -17,8 +17,6 @@ from .conftest import BUCKET, DERIVED, FIXTURES, OTHER_BUCKET, sign, thumbor_env
 JPEG = "800px-Katherine_Maher.jpg"
 PLAIN = {"Accept": "image/jpeg"}  # no negotiation: the source's format comes back
 
-pytestmark = pytest.mark.integration
-
 
 def upload(s3, key: str, name: str = JPEG, bucket: str = BUCKET) -> bytes:
     body = (FIXTURES / name).read_bytes()

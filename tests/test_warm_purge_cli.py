@@ -14,8 +14,6 @@ from thumbor_plugins.sources import Source
 from .conftest import BUCKET, DERIVED, SECURITY_KEY, sign
 from .test_serving import derived_objects, upload
 
-pytestmark = pytest.mark.integration
-
 PRESETS = presets.load(None)
 
 
