@@ -118,7 +118,10 @@ def test_seed_tc_aws_names_are_read_and_ours_win() -> None:
     assert seed_only.allowed_buckets == ("a", "b") and seed_only.loader_root_path == "originals"
     assert seed_only.readable_buckets == ("a", "b", "legacy")
     assert Settings.of(Config(TC_AWS_LOADER_BUCKET="legacy", IMGSTACK_BUCKET="ours")).bucket == "ours"
-    assert cfg.setting(Config(TC_AWS_REGION="eu-west-3"), "IMGSTACK_S3_REGION") == "eu-west-3"
+    assert Settings.of(Config(TC_AWS_REGION="eu-west-3")).s3_region == "eu-west-3"
+    from thumbor_plugins.s3.settings import S3Settings
+
+    assert S3Settings.from_config(Config(TC_AWS_ENDPOINT="http://minio:9000")).endpoint_url == "http://minio:9000"
     seed_env = cfg.from_environment({"TC_AWS_ALLOWED_BUCKETS": "x,y"})
     assert seed_env == {"TC_AWS_ALLOWED_BUCKETS": ("x", "y")}
 

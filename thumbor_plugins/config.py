@@ -23,7 +23,7 @@ from typing import Any
 
 from thumbor.config import Config
 
-from .settings import SEED_ALIASES, SettingError, Settings, parse_flag, split_names
+from .settings import SEED_ALIASES, SettingError, parse_flag, split_names
 
 MIB = 1024 * 1024
 
@@ -195,13 +195,6 @@ Config.define(
     "IMGSTACK_ACCESS_LOG_FILE", None,
     "File the JSON access lines are appended to (imgstack dev: <data dir>/access.log). None: stderr.",
     "Operations")
-
-
-def setting(config: Any, name: str) -> Any:
-    """The value of our setting ``name`` as :class:`~thumbor_plugins.settings.Settings` reads it
-    (typed, the tc_aws seed name as its alias). Kept for the modules not yet reading ``Settings``:
-    use ``Settings.of(config).<field>``."""
-    return getattr(Settings.of(config), name.removeprefix("IMGSTACK_").lower())
 
 
 def _convert(name: str, text: str) -> Any:

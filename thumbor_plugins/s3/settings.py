@@ -25,18 +25,20 @@ class S3Settings:
 
     @classmethod
     def from_config(cls, config: Any) -> S3Settings:
-        """From Thumbor's config (our IMGSTACK_S3_* names, or the tc_aws seed names)."""
-        from thumbor_plugins.config import setting
+        """From Thumbor's config, as :class:`thumbor_plugins.settings.Settings` reads it (typed,
+        validated, the tc_aws names as aliases)."""
+        from thumbor_plugins.settings import Settings
 
+        settings = Settings.of(config)
         return cls(
-            endpoint_url=setting(config, "IMGSTACK_S3_ENDPOINT_URL") or None,
-            region=setting(config, "IMGSTACK_S3_REGION") or None,
-            access_key=config.IMGSTACK_S3_ACCESS_KEY or None,
-            secret_key=config.IMGSTACK_S3_SECRET_KEY or None,
-            connect_timeout=float(config.IMGSTACK_S3_CONNECT_TIMEOUT),
-            read_timeout=float(config.IMGSTACK_S3_READ_TIMEOUT),
-            max_attempts=int(config.IMGSTACK_S3_MAX_ATTEMPTS),
-            max_pool_connections=int(config.IMGSTACK_S3_MAX_POOL_CONNECTIONS),
+            endpoint_url=settings.s3_endpoint_url,
+            region=settings.s3_region,
+            access_key=settings.s3_access_key,
+            secret_key=settings.s3_secret_key,
+            connect_timeout=settings.s3_connect_timeout,
+            read_timeout=settings.s3_read_timeout,
+            max_attempts=settings.s3_max_attempts,
+            max_pool_connections=settings.s3_max_pool_connections,
         )
 
     @classmethod
