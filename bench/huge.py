@@ -16,12 +16,16 @@ config/thumbor.conf (only the S3 endpoint, keys and buckets set), one worker pro
 (shipped defaults) and "without" (IMGSTACK_MEZZANINE_MIN_PIXELS=0), each with a derived bucket of
 its own, so neither sees the other's results or intermediates.
 
-Every request is sent alone (one at a time, ``Accept: image/jpeg``) and measured on its server's
-worker: wall latency; CPU ms (utime + stime from /proc/<pid>/stat, read again once the worker's
-CPU time has stopped moving, so work done after the response, such as storing the result, is
-counted); peak RSS growth (the high-water mark is reset with ``echo 5 > /proc/<pid>/clear_refs``
-before the request, VmHWM read after, growth over VmRSS before). A "miss of a new size" is a size
-never requested before on either server (fit-in/800x800, 796x796, 792x792, ...).
+Every request is sent alone (one at a time, ``Accept: image/jpeg``); per original, the "without"
+server's requests come first, then the same URLs on the "with" server (its renders get their PSNR
+against the "without" ones). Measured per request: wall latency; CPU ms of the worker and of the S3
+server (utime + stime from /proc/<pid>/stat, read again once both have stopped using CPU, so work
+done after the response, such as storing the result, is counted); the worker's peak RSS growth
+(the high-water mark is reset with ``echo 5 > /proc/<pid>/clear_refs`` before the request, VmHWM
+read after, growth over VmRSS before), and its anonymous and file-backed parts (sampled). A "miss
+of a new size" is a size that server never rendered before (fit-in/800x800, 796x796, 792x792, ...).
+After the requests: what the S3 server spends on a dropped GET of a huge original vs a ranged GET,
+and the bare libvips time of the goal-3 thumbnails (servers stopped).
 """
 
 from __future__ import annotations
@@ -626,6 +630,46 @@ def _split(c: dict) -> str:
     return f"{_mb(c['anon_growth_max_mb'])} / {_mb(c['file_growth_max_mb'])}"
 
 
+def at_a_glance(summary: dict) -> list[str]:
+    """One line per goal of the issue, from the tables below."""
+    r2, r3, r4, r5 = (summary[k] for k in ("row2", "row3", "row4", "row5"))
+    psnr_min = {key: min((c["psnr_min_db"] for c in r2[key].values() if c["psnr_min_db"] is not None), default=None)
+                for key in r2}
+    psnr_ok = all(v is not None and v >= PSNR_GOAL_DB for v in psnr_min.values())
+    raw, ref = r3["without"]["jpeg300 later misses"], r3["without"]["jpeg24"]
+    via, via_ref = r3["with"]["jpeg300 later misses"], r3["with"]["jpeg24"]
+    png = [c for server in r4.values() for c in server.values()]
+    png_worst = max((c["growth_max_mb"] or 0 for c in png), default=0)
+    png_ok = all(c["n"] and c["ok"] == c["n"] for c in png)
+    five = {key: _ratio(r5["with"][key]["latency_ms"], r5["with"]["jpeg2560"]["latency_ms"])
+            for key in ("jpeg192", "png192", "png2560")}
+    return [
+        "## Goals at a glance",
+        "",
+        "| goal | measured | verdict |",
+        "|---|---|---|",
+        f"| fidelity of renders from the intermediate ≥ {PSNR_GOAL_DB:.0f} dB | worst "
+        + ", ".join(f"{ORIGINALS[k].label.split(' (')[0].split(' ')[1]} {_db(v)}" for k, v in psnr_min.items())
+        + f" | {'**met**' if psnr_ok else '**not met**'} |",
+        f"| 300 MP JPEG → fit-in/2560x2560 in < 2x the time of 24 MP | decoding the original: "
+        f"{_ratio(raw['latency_ms'], ref['latency_ms']) or 0:.2f}x; from the intermediate: "
+        f"{_ratio(via['latency_ms'], via_ref['latency_ms']) or 0:.2f}x | "
+        f"{_ratio_verdict(_ratio(raw['latency_ms'], ref['latency_ms']), TIME_RATIO_GOAL)} decoding the original; "
+        f"{_ratio_verdict(_ratio(via['latency_ms'], via_ref['latency_ms']), TIME_RATIO_GOAL)} from the intermediate |",
+        f"| 300 MP JPEG peak RSS growth < {RSS_GOAL_MB:.0f} MB | worst {_mb(raw['growth_max_mb'])} decoding the "
+        f"original | {_rss_verdict(raw['growth_max_mb'])} |",
+        f"| 300 MP PNG served at all, in bounded memory | {sum(c['ok'] for c in png)}/{sum(c['n'] for c in png)} "
+        f"answered 200, worst growth {_mb(png_worst)} | "
+        f"{'**met**' if png_ok and png_worst < RSS_GOAL_MB else '**not met**'} |",
+        "| with the intermediate, a miss of a new size for a huge original ≤ 2x a miss for a 2560-pixel original "
+        f"(2560x1920 JPEG) | 192 MP JPEG {five['jpeg192'] or 0:.2f}x, 192 MP PNG {five['png192'] or 0:.2f}x (a "
+        f"2560x1920 PNG original: {five['png2560'] or 0:.2f}x) | JPEG "
+        f"{_ratio_verdict(five['jpeg192'], TIME_RATIO_GOAL, '≤')}; PNG "
+        f"{_ratio_verdict(five['png192'], TIME_RATIO_GOAL, '≤')} (section 5: the PNG codec, not the size) |",
+        "",
+    ]
+
+
 def report(summary: dict, facts: dict, args: argparse.Namespace, seconds: float) -> list[str]:
     r1, r2, r3, r4, r5 = (summary[k] for k in ("row1", "row2", "row3", "row4", "row5"))
     o = ORIGINALS
@@ -663,6 +707,7 @@ def report(summary: dict, facts: dict, args: argparse.Namespace, seconds: float)
         + ", ".join(f"{orig.label} {facts['corpus'][orig.id] / 1e6:,.1f} MB" for orig in ORIGINALS.values())
         + ".",
         "",
+        *at_a_glance(summary),
         "## 1. 16000x12000 JPEG and PNG → fit-in/800x800, with and without the intermediate",
         "",
         "| original | server | request | n | latency | worker CPU | S3 CPU | peak RSS growth (max) | anon / file "
