@@ -158,6 +158,18 @@ def test_exif_orientation_is_applied_as_the_pil_engine_does(orientation) -> None
     assert psnr(ours, theirs) > 33
 
 
+def test_a_pngs_exif_orientation_is_read_and_applied() -> None:
+    """libvips gives a PNG's eXIf chunk as bare TIFF; Thumbor reads EXIF after an ``Exif`` header
+    and logged "not a TIFF file", leaving such PNGs unrotated."""
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    buffer = encode(Image.new("RGB", (200, 100), (200, 30, 30)), "PNG", exif=exif.tobytes())
+    engine = load(Engine, buffer, ".png")
+    assert engine.exif.startswith(b"Exif\x00\x00") and engine.get_orientation() == 6
+    engine.reorientate()
+    assert engine.size == (100, 200)
+
+
 def test_exif_is_stripped_and_icc_kept_as_thumbor_does() -> None:
     from PIL import ImageCms
 

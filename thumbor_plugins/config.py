@@ -150,6 +150,11 @@ Config.define(
     "Niceness (0-19) of the render threads: the event loop (health checks, hits, events) then "
     "gets a core at once while renders run. 0: renders compete with it as equals.", "Delivery")
 Config.define(
+    "IMGSTACK_VIPS_CONCURRENCY", 2,
+    "Threads libvips gives one render (its own concurrency). Renders already run side by side in "
+    "every worker and every process; each thread of a streamed decode holds rows of the original, "
+    "so more threads mean more memory per render, not more throughput.", "Delivery")
+Config.define(
     "IMGSTACK_PROCESSES", 0,
     "Thumbor worker processes that thumbor_plugins.serve (imgstack dev, the Docker image) starts "
     "on one port. 0: one per CPU core (at most the container's CPU quota). Each renders in "

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import OrderedDict
 from typing import Any
 
 from thumbor.loaders import LoaderResult
@@ -36,8 +37,11 @@ logger = logging.getLogger("imgstack.loader")
 
 #: bytes of an original read before its header is judged (JPEG's EXIF and ICC segments come first)
 _HEAD = 256 * 1024
-#: intermediates being stored, kept referenced until done
-_storing: set[asyncio.Task[None]] = set()
+#: originals of this process's recent misses that have an intermediate, most recent last: a
+#: later miss asks for the intermediate and the original's ETag (HEAD) at once, instead of
+#: opening the original's GET only to drop it (an S3 server may go on reading what it sends)
+_known_huge: OrderedDict[sources.Source, None] = OrderedDict()
+_KNOWN_HUGE_MAX = 4096
 
 
 def validate(context, url: str) -> bool:  # noqa: ANN001 - Thumbor's signature
@@ -68,6 +72,7 @@ def _limits(settings: Settings) -> limits.Limits:
         max_decode_bytes=settings.max_decode_memory,
         max_ratio=settings.max_decompression_ratio,
         stream_to=(settings.max_width, settings.max_height) if streams else None,
+        threads=settings.vips_concurrency,
     )
 
 
@@ -84,6 +89,13 @@ async def _fetch(context, source: sources.Source) -> LoaderResult:  # noqa: ANN0
     # only if the original is still this one, and only it may render from an intermediate
     own = state.decision is None or state.decision.source == source
     started, before = time.perf_counter(), s3.bytes_read
+    if own and source in _known_huge and engine.in_output_terms(context.request):
+        known = await _known_intermediate(s3, settings, source)
+        if known is not None:
+            intermediate, info = known
+            state.loaded_at, state.source_etag = time.perf_counter(), info.etag
+            observe.s3_fetch(time.perf_counter() - started, s3.bytes_read - before)
+            return LoaderResult(buffer=intermediate, metadata={"LastModified": info.last_modified, "ETag": info.etag})
     try:
         async with s3.open(source.bucket, source.key, max_bytes=settings.max_source_bytes) as stream:
             if own:
@@ -95,6 +107,7 @@ async def _fetch(context, source: sources.Source) -> LoaderResult:  # noqa: ANN0
             early = stream.length is not None and head[:3] != b"GIF"
             size = _check(head, caps, stream.length, source) if early else None
             plan = _plan(context, size, head) if own and size is not None else None
+            _remember(source, plan)
             if plan is not None:
                 found = await _stored_intermediate(s3, settings, source, stream.etag)
                 if found is not None:
@@ -112,6 +125,35 @@ async def _fetch(context, source: sources.Source) -> LoaderResult:  # noqa: ANN0
     if plan is not None:
         body = await _intermediate(s3, settings, source, stream.etag, body, plan)
     return _result(body, stream)
+
+
+def _remember(source: sources.Source, plan: mezzanine.Plan | None) -> None:
+    if plan is None:
+        _known_huge.pop(source, None)
+        return
+    _known_huge[source] = None
+    _known_huge.move_to_end(source)
+    while len(_known_huge) > _KNOWN_HUGE_MAX:
+        _known_huge.popitem(last=False)
+
+
+async def _known_intermediate(s3: AsyncS3, settings: Settings, source: sources.Source) -> tuple[bytes, Any] | None:
+    """The intermediate of a known huge original and the original's HEAD, both asked at once; None
+    (then the original is read as for any miss) unless the intermediate was made from the
+    original as it is now."""
+    info, data = await asyncio.gather(
+        s3.head(source.bucket, source.key), s3.get(settings.derived_bucket, mezzanine.key(source)),
+        return_exceptions=True,
+    )
+    if isinstance(info, BaseException) or isinstance(data, BaseException):
+        for error in (info, data):
+            if isinstance(error, BaseException) and not isinstance(error, S3Error):
+                raise error
+        return None  # gone, not made yet, or S3 failing: the plain path decides
+    if not info.etag or data.metadata.get(SOURCE_ETAG) != info.etag:
+        return None
+    observe.intermediate("used")
+    return data.body, info
 
 
 def _check(data: Any, caps: limits.Limits, length: int | None, source: sources.Source) -> limits.Declared | None:
@@ -178,10 +220,13 @@ async def _intermediate(s3: AsyncS3, settings: Settings, source: sources.Source,
 
 
 def _make(body: Any, plan: mezzanine.Plan, settings: Settings) -> bytes:
-    from .vips_engine import render_thread_priority
+    from .vips_engine import release_memory, render_thread_priority
 
     render_thread_priority(settings.render_niceness)
-    return mezzanine.make(body, plan, settings.mezzanine_quality)
+    try:
+        return mezzanine.make(body, plan, settings.mezzanine_quality)
+    finally:
+        release_memory()
 
 
 async def load(context, url: str) -> LoaderResult:  # noqa: ANN001

@@ -218,6 +218,7 @@ class Settings:
     jpeg_shrink_on_load: bool = _setting("IMGSTACK_JPEG_SHRINK_ON_LOAD", True, parse_flag)
     avif_effort: int = _setting("IMGSTACK_AVIF_EFFORT", 2, _whole)
     render_niceness: int = _setting("IMGSTACK_RENDER_NICENESS", 10, _whole)
+    vips_concurrency: int = _setting("IMGSTACK_VIPS_CONCURRENCY", 2, _whole)
     processes: int = _setting("IMGSTACK_PROCESSES", 0, _whole)
     presets_file: str | None = _setting("IMGSTACK_PRESETS_FILE", None, _text_or_none)
     only_presets: bool = _setting("IMGSTACK_ONLY_PRESETS", False, parse_flag)
@@ -286,6 +287,7 @@ class Settings:
             ("IMGSTACK_EVENTS_WORKERS", self.events_workers, 1, None),
             ("IMGSTACK_AVIF_EFFORT", self.avif_effort, 0, 9),
             ("IMGSTACK_RENDER_NICENESS", self.render_niceness, 0, 19),
+            ("IMGSTACK_VIPS_CONCURRENCY", self.vips_concurrency, 1, 64),
         ):
             if value < low or (high is not None and value > high):
                 bounds = f"from {low} to {high}" if high is not None else f"{low} or more"
