@@ -131,8 +131,11 @@ def is_red(content: bytes) -> bool:
     return r > 200 and g < 40 and b < 40
 
 
-def test_a_huge_originals_first_miss_stores_its_intermediate_at_the_capped_size(s3, thumbor_factory, huge) -> None:
-    thumbor = thumbor_factory(**MEZZANINE)
+@pytest.mark.parametrize("spool", ["memory", "spooled"])
+def test_a_huge_originals_first_miss_stores_its_intermediate_at_the_capped_size(s3, thumbor_factory, huge,
+                                                                              spool) -> None:
+    # spooled: the intermediate is made from the temporary file, read by libvips through callbacks
+    thumbor = thumbor_factory(**MEZZANINE, **({"IMGSTACK_SPOOL_BYTES": "10000"} if spool == "spooled" else {}))
     response = render(thumbor, huge, width=300, height=300, fit_in=True)
     assert response.status_code == 200 and Image.open(io.BytesIO(response.content)).size == (300, 225)
     stored = stored_intermediate(s3, huge)

@@ -82,11 +82,13 @@ def make(original: Any, plan: Plan, quality: int) -> bytes:
 
     from . import spool
 
-    image = pyvips.Image.thumbnail_source(
-        spool.vips_source(original), plan.width, height=plan.height, size="force", no_rotate=True
-    )
+    # the source must outlive the encode: libvips reads it lazily, through Python callbacks for a
+    # spooled original, and the thumbnail does not keep it (pyvips keeps the sources of loads only)
+    source = spool.vips_source(original)
+    image = pyvips.Image.thumbnail_source(source, plan.width, height=plan.height, size="force", no_rotate=True)
+    image._references.append(source)
     if plan.format == "jpeg":
-        return image.jpegsave_buffer(Q=quality, subsample_mode="off")
+        return bytes(image.jpegsave_buffer(Q=quality, subsample_mode="off"))
     if plan.format == "png":
-        return image.pngsave_buffer(compression=2)
-    return image.webpsave_buffer(Q=quality, smart_subsample=True)
+        return bytes(image.pngsave_buffer(compression=2))
+    return bytes(image.webpsave_buffer(Q=quality, smart_subsample=True))
