@@ -865,8 +865,11 @@ def report(summary: dict, facts: dict, args: argparse.Namespace, seconds: float)
         lines += [
             "## The S3 side of a render from the intermediate",
             "",
-            "Before rendering from the intermediate, the loader opens a GET of the whole original (for its "
-            "ETag and header), reads 256 KiB and drops the connection. The same, from the bench's process on "
+            "A worker's first miss of an original opens a GET of the whole original (for its ETag and "
+            "header) and reads 256 KiB; when an intermediate made from that version is already stored, it "
+            "drops the connection. Later misses of an original the worker knows to be huge ask for the "
+            "original's HEAD and the intermediate at once instead (the *with* server's later misses above). "
+            "The two ways of reading a header, from the bench's process on "
             f"the same S3 server and the {o[probe['original']].label}: three in a row after a full read of it, "
             "against three ranged GETs of the same 256 KiB (again after a full read); per operation:",
             "",
@@ -878,9 +881,10 @@ def report(summary: dict, facts: dict, args: argparse.Namespace, seconds: float)
         ranged = _median([m["s3_cpu_ms"] for m in probe["ranged GET of 256 KiB"]])
         lines += ["", f"A dropped GET costs the S3 server {dropped:.0f} ms of CPU (median), a ranged GET "
                       f"{ranged:.0f} ms: "
-                      "the gateway keeps reading the object after the client has gone. In the rows above the "
-                      "*with* server's later misses show it in their S3 CPU; a ranged GET for the header (its "
-                      "`Content-Range` gives the size, its `ETag` the version) would avoid it.", ""]
+                      "the gateway keeps reading the object after the client has gone. A drop happens once per "
+                      "worker and huge original (its first miss when the intermediate exists: after a restart, "
+                      "on another replica); a ranged GET would avoid even that, at the cost of a second request "
+                      "on every miss that does read the whole original.", ""]
 
     hits = summary["hits"]
 
