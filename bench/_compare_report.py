@@ -346,7 +346,8 @@ def _markdown(facts: dict, rows: list[dict], found: list[dict]) -> list[str]:
         "qualities, format negotiation, orientation and detectors as config/thumbor.conf.",
         "- **bare**: Pillow (`draft` + `thumbnail`/`ImageOps.fit`, OpenCV faces for smart) and pyvips "
         f"(`thumbnail_buffer`, `attention` for smart) on bytes in memory, in {facts['cores']} worker processes, "
-        "min(c, cores) jobs in flight; the same qualities (AVIF at Pillow's default speed 6 = libvips effort 3).",
+        "min(c, cores) jobs in flight; the same qualities (AVIF at Pillow's default speed 6 = libvips effort 3) "
+        "and PNG as the servers write it (zlib 6, best filter per row; libvips' default skips the filters).",
         f"- Corpus: {corpus}. S3 (SeaweedFS) and every client on loopback.",
         "- Every miss request has a size used nowhere else in the run (W 400-512); JPEG/PNG rows send no "
         "Accept header. Stock Thumbor answers `Accept: image/avif,image/webp` with WebP (it checks WebP "
