@@ -246,3 +246,34 @@ def test_the_intermediate_renders_what_the_original_renders(s3, thumbor_factory,
         assert a.shape == b.shape
         psnr = 10 * np.log10(255**2 / max(np.mean((a - b) ** 2), 1e-9))
         assert psnr >= 35, f"{options}: {psnr:.1f} dB"
+
+
+def test_which_originals_get_an_intermediate() -> None:
+    from thumbor_plugins import limits, mezzanine
+
+    def plan(width: int, height: int, extension: str = ".jpg", mode: str = "RGB", cap=(2560, 2560), **kw):  # noqa: ANN001, ANN003, ANN202
+        size = limits.Declared(width, height, 1, 3, True, mode)
+        return mezzanine.plan(size, extension, palette=kw.get("palette", False), cap=cap, min_pixels=40_000_000)
+
+    assert plan(16000, 12000) == mezzanine.Plan(2560, 1920, "jpeg", (16000, 12000))
+    assert plan(12000, 16000, ".png", "RGBA") == mezzanine.Plan(1920, 2560, "png", (12000, 16000))
+    assert plan(16000, 16000) == mezzanine.Plan(2560, 2560, "jpeg", (16000, 16000))
+    assert plan(6000, 4000) is None  # under the threshold
+    assert plan(16000, 12000, mode="CMYK") is None  # Pillow renders the original, libvips would convert
+    assert plan(16000, 12000, ".png", palette=True) is None  # its renders stay indexed
+    assert plan(16000, 12000, ".gif") is None
+    assert plan(12000, 16000, cap=(2560, 0)) is None  # Thumbor leaves a portrait alone: no cap to fit
+    assert plan(16000, 12000).tag != plan(16000, 12000, cap=(4096, 4096)).tag
+
+
+def test_an_intermediate_made_under_other_size_caps_is_not_used(s3, thumbor_factory, huge) -> None:
+    """Raising MAX_WIDTH/MAX_HEIGHT (or two servers with different caps during a roll-out): an
+    intermediate made at 2560 cannot serve a 3000-pixel render."""
+    small = thumbor_factory(**MEZZANINE)
+    assert render(small, huge, width=300, height=300, fit_in=True).status_code == 200
+    assert stored_intermediate(s3, huge) is not None
+    tamper(s3, huge, (255, 0, 0))
+    large = thumbor_factory(**MEZZANINE, MAX_WIDTH="3000", MAX_HEIGHT="3000")
+    response = render(large, huge, width=3000, height=3000, fit_in=True)
+    assert response.status_code == 200 and not is_red(response.content)
+    assert Image.open(io.BytesIO(response.content)).size == (3000, 2250)

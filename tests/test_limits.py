@@ -149,3 +149,26 @@ def test_should_refuse_a_streamed_original_whose_pixels_are_out_of_all_proportio
         limits.check(header, limits.Limits(), length=2 * limits.MIB)  # 450:1
     # held whole (within the memory cap) the ratio does not matter: a small flat image is fine
     assert limits.check(_png_header(4000, 3000), limits.Limits(), length=40 * 1024)
+
+
+def test_should_not_read_a_png_with_an_empty_side() -> None:
+    """An IHDR of width 0 used to divide by zero in the estimate (a 500 instead of the engine's
+    refusal)."""
+    assert limits.declared(_png_header(0, 5000)) is None
+    assert limits.check(_png_header(20000, 0), limits.Limits(), length=1000) is None
+
+
+def test_only_a_cap_on_both_sides_bounds_a_streamed_decode() -> None:
+    """Thumbor leaves a portrait alone when only MAX_WIDTH is set: it is held whole."""
+    size = limits.declared(_png_header(12000, 16000))
+    assert limits.decode_bytes(size, limits.Limits(stream_to=(2560, 0))) == size.decoded_bytes
+    assert limits.decode_bytes(size, limits.Limits(stream_to=(2560, 2560))) < size.decoded_bytes // 4
+
+
+def test_a_cmyk_jpeg_is_held_whole() -> None:
+    """The libvips engine hands CMYK JPEGs to Pillow, which decodes them whole."""
+    import pyvips
+
+    body = pyvips.Image.black(200, 100, bands=4).copy(interpretation="cmyk").jpegsave_buffer()
+    size = limits.declared(body)
+    assert size.mode == "CMYK" and not size.streamable

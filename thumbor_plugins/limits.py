@@ -57,6 +57,8 @@ class Declared:
     #: to bottom in strips; how it decodes, not what it is (left out of comparisons)
     bytes_per_pixel: int = field(default=4, compare=False)
     streamable: bool = field(default=False, compare=False)
+    #: the decoded colour mode, as Pillow names it ("" when not read)
+    mode: str = field(default="", compare=False)
 
     @property
     def pixels(self) -> int:
@@ -85,10 +87,10 @@ class Limits:
 
 def decode_bytes(size: Declared, limits: Limits) -> int:
     """Estimated peak bytes the engine holds to decode ``size``."""
-    if limits.stream_to is None or not size.streamable or size.frames != 1:
-        return size.decoded_bytes
+    if limits.stream_to is None or not size.streamable or size.frames != 1 or not all(limits.stream_to):
+        return size.decoded_bytes  # held whole (no downscale to a cap on both sides comes first)
     cap_w, cap_h = limits.stream_to
-    scale = min(1.0, cap_w / size.width if cap_w else 1.0, cap_h / size.height if cap_h else 1.0)
+    scale = min(1.0, cap_w / size.width, cap_h / size.height)
     rows = _STREAM_ROWS_BASE + _STREAM_ROWS_PER_THREAD * max(1, limits.threads)
     held = round(size.width * scale) * round(size.height * scale) + size.width * rows
     return min(size.decoded_bytes, held * size.bytes_per_pixel)
@@ -139,8 +141,13 @@ def _png(head: bytes) -> Declared | None:
     if head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR" or len(head) < 29:
         return None
     width, height, depth, colour, _, _, interlace = struct.unpack_from(">IIBBBBB", head, 16)
+    if not (width and height):
+        return None  # invalid: the engine's to refuse
+    alpha = colour in (4, 6) or (colour in (0, 2, 3) and b"tRNS" in head)
     channels = _PNG_CHANNELS.get(colour, 4) + (1 if colour in (0, 2, 3) and b"tRNS" in head else 0)
-    return Declared(width, height, 1, channels * (2 if depth == 16 else 1), streamable=interlace == 0)
+    mode = ("LA" if alpha else "L") if colour in (0, 4) else ("RGBA" if alpha else "RGB")
+    return Declared(width, height, 1, channels * (2 if depth == 16 else 1), streamable=interlace == 0,
+                    mode=mode if depth <= 8 else "I;16" if colour == 0 else "RGB16")
 
 
 #: an image's bytes: in memory, a spooled file's map (:class:`thumbor_plugins.spool.Spooled`),
@@ -179,10 +186,14 @@ def declared(source: Source) -> Declared | None:
                 with Image.open(opened) as image:
                     frames = getattr(image, "n_frames", 1) if image.format == "WEBP" else 1
                     per_pixel = _MODE_BYTES.get(image.mode, len(image.getbands()))
+                    if not (image.size[0] and image.size[1]):
+                        return None
+                    # baseline greyscale or RGB only: the libvips engine hands CMYK to Pillow
                     baseline = image.format == "JPEG" and not image.info.get("progressive")
                     if image.format == "JPEG" and not baseline:
                         per_pixel *= 2  # a progressive decode holds every 16-bit coefficient
-                    return Declared(*image.size, frames, per_pixel, streamable=baseline)
+                    return Declared(*image.size, frames, per_pixel, streamable=baseline and image.mode in ("L", "RGB"),
+                                    mode=image.mode)
             finally:
                 Image.MAX_IMAGE_PIXELS = previous
     except Exception:  # noqa: BLE001 - unknown formats are the engine's to judge

@@ -19,11 +19,13 @@ Failures are values, as Thumbor expects: missing → 404 (or the fallback image)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import OrderedDict
 from typing import Any
 
+import pyvips
 from thumbor.loaders import LoaderResult
 
 from . import engine, limits, mezzanine, observe, singleflight, sources, spool
@@ -37,10 +39,10 @@ logger = logging.getLogger("imgstack.loader")
 
 #: bytes of an original read before its header is judged (JPEG's EXIF and ICC segments come first)
 _HEAD = 256 * 1024
-#: originals of this process's recent misses that have an intermediate, most recent last: a
-#: later miss asks for the intermediate and the original's ETag (HEAD) at once, instead of
-#: opening the original's GET only to drop it (an S3 server may go on reading what it sends)
-_known_huge: OrderedDict[sources.Source, None] = OrderedDict()
+#: originals of this process's recent misses that have an intermediate (and what it is), most
+#: recent last: a later miss asks for the intermediate and the original's ETag (HEAD) at once,
+#: instead of opening the original's GET only to drop it (an S3 server may go on reading)
+_known_huge: OrderedDict[sources.Source, mezzanine.Plan] = OrderedDict()
 _KNOWN_HUGE_MAX = 4096
 
 
@@ -64,8 +66,9 @@ def _failure(error: S3Error) -> LoaderResult:
     return LoaderResult(successful=False, error=code)
 
 
-def _limits(settings: Settings) -> limits.Limits:
-    streams = settings.engine == "thumbor_plugins.vips_engine"
+def _limits(settings: Settings, *, own: bool) -> limits.Limits:
+    # a watermark()'s or frame()'s image is read whole by Thumbor's filters, never downscaled first
+    streams = own and settings.engine == "thumbor_plugins.vips_engine"
     return limits.Limits(
         max_pixels=settings.max_pixels,
         max_frames=settings.max_frames,
@@ -89,58 +92,77 @@ async def _fetch(context, source: sources.Source) -> LoaderResult:  # noqa: ANN0
     # only if the original is still this one, and only it may render from an intermediate
     own = state.decision is None or state.decision.source == source
     started, before = time.perf_counter(), s3.bytes_read
-    if own and source in _known_huge and engine.in_output_terms(context.request):
-        known = await _known_intermediate(s3, settings, source)
-        if known is not None:
-            intermediate, info = known
-            state.loaded_at, state.source_etag = time.perf_counter(), info.etag
+    known = _known_huge.get(source) if own and engine.in_output_terms(context.request) else None
+    if known is not None:
+        found = await _known_intermediate(s3, settings, source, known)
+        if found is not None:
+            intermediate, info = found
+            state.loaded_at, state.source_etag, state.intermediate_of = time.perf_counter(), info.etag, known.original
             observe.s3_fetch(time.perf_counter() - started, s3.bytes_read - before)
             return LoaderResult(buffer=intermediate, metadata={"LastModified": info.last_modified, "ETag": info.etag})
-    try:
-        async with s3.open(source.bucket, source.key, max_bytes=settings.max_source_bytes) as stream:
+    caps = _limits(settings, own=own)
+    async with contextlib.AsyncExitStack() as stack:
+        try:
+            stream = await stack.enter_async_context(
+                s3.open(source.bucket, source.key, max_bytes=settings.max_source_bytes))
             if own:
                 state.loaded_at = time.perf_counter()
                 state.source_etag = stream.etag
             head = await stream.peek(_HEAD)
-            caps = _limits(settings)
             # a GIF's frames are counted over its whole body; other headers come first
             early = stream.length is not None and head[:3] != b"GIF"
             size = _check(head, caps, stream.length, source) if early else None
             plan = _plan(context, size, head) if own and size is not None else None
             _remember(source, plan)
             if plan is not None:
-                found = await _stored_intermediate(s3, settings, source, stream.etag)
-                if found is not None:
-                    return _result(found, stream)
-            if stream.length is not None and stream.length > settings.spool_bytes:
-                file = spool.temporary(settings.spool_dir)
-                await stream.read_into(file)
-                body: Any = spool.Spooled(file)
-            else:
-                body = await stream.read()
-    finally:
-        observe.s3_fetch(time.perf_counter() - started, s3.bytes_read - before)
-    if size is None:
-        _check(body, caps, len(body), source)
-    if plan is not None:
-        body = await _intermediate(s3, settings, source, stream.etag, body, plan)
+                # one worker makes it; the others wait here, before downloading, then find it
+                lock = singleflight.shared().hold(f"mezzanine:{settings.derived_bucket}/{mezzanine.key(source)}")
+                await stack.enter_async_context(lock)
+                found_body = await _stored_intermediate(s3, settings, source, stream.etag, plan)
+                if found_body is not None:
+                    state.intermediate_of = plan.original
+                    return _result(found_body, stream)
+            body = await _read_body(stream, settings)
+        finally:
+            observe.s3_fetch(time.perf_counter() - started, s3.bytes_read - before)
+        if size is None:
+            _check(body, caps, len(body), source)
+        if plan is not None:
+            made = await _intermediate(context, s3, settings, source, stream.etag, body, plan)
+            if made is not None:
+                state.intermediate_of = plan.original
+                body = made
     return _result(body, stream)
+
+
+async def _read_body(stream: Any, settings: Settings) -> Any:
+    """The whole body: in memory, or past ``IMGSTACK_SPOOL_BYTES`` in a temporary file."""
+    if stream.length is None or stream.length <= settings.spool_bytes:
+        return await stream.read()
+    file = spool.temporary(settings.spool_dir)
+    try:
+        await stream.read_into(file)
+    except BaseException:
+        file.close()
+        raise
+    return spool.Spooled(file)
 
 
 def _remember(source: sources.Source, plan: mezzanine.Plan | None) -> None:
     if plan is None:
         _known_huge.pop(source, None)
         return
-    _known_huge[source] = None
+    _known_huge[source] = plan
     _known_huge.move_to_end(source)
     while len(_known_huge) > _KNOWN_HUGE_MAX:
         _known_huge.popitem(last=False)
 
 
-async def _known_intermediate(s3: AsyncS3, settings: Settings, source: sources.Source) -> tuple[bytes, Any] | None:
+async def _known_intermediate(s3: AsyncS3, settings: Settings, source: sources.Source,
+                              plan: mezzanine.Plan) -> tuple[bytes, Any] | None:
     """The intermediate of a known huge original and the original's HEAD, both asked at once; None
-    (then the original is read as for any miss) unless the intermediate was made from the
-    original as it is now."""
+    (then the original is read as for any miss) unless the intermediate is the one this server
+    would make from the original as it is now."""
     info, data = await asyncio.gather(
         s3.head(source.bucket, source.key), s3.get(settings.derived_bucket, mezzanine.key(source)),
         return_exceptions=True,
@@ -150,10 +172,15 @@ async def _known_intermediate(s3: AsyncS3, settings: Settings, source: sources.S
             if isinstance(error, BaseException) and not isinstance(error, S3Error):
                 raise error
         return None  # gone, not made yet, or S3 failing: the plain path decides
-    if not info.etag or data.metadata.get(SOURCE_ETAG) != info.etag:
+    if not _made_from(data.metadata, info.etag, plan):
         return None
     observe.intermediate("used")
     return data.body, info
+
+
+def _made_from(metadata: dict[str, str], etag: str, plan: mezzanine.Plan) -> bool:
+    """An intermediate made from this version of the original, under the same size caps."""
+    return bool(etag) and metadata.get(SOURCE_ETAG) == etag and metadata.get(mezzanine.TAG) == plan.tag
 
 
 def _check(data: Any, caps: limits.Limits, length: int | None, source: sources.Source) -> limits.Declared | None:
@@ -184,7 +211,8 @@ def _plan(context, size: limits.Declared, head: bytes) -> mezzanine.Plan | None:
     )
 
 
-async def _stored_intermediate(s3: AsyncS3, settings: Settings, source: sources.Source, etag: str) -> bytes | None:
+async def _stored_intermediate(s3: AsyncS3, settings: Settings, source: sources.Source, etag: str,
+                               plan: mezzanine.Plan) -> bytes | None:
     """The stored intermediate made from this version of the original, or None."""
     try:
         data = await s3.get(settings.derived_bucket, mezzanine.key(source))
@@ -193,29 +221,29 @@ async def _stored_intermediate(s3: AsyncS3, settings: Settings, source: sources.
     except S3Error as error:
         logger.warning("cannot read the intermediate of %s/%s: %s", source.bucket, source.key, error)
         return None
-    if not etag or data.metadata.get(SOURCE_ETAG) != etag:
-        return None  # made from another version: it will be made again
+    if not _made_from(data.metadata, etag, plan):
+        return None  # made from another version or under other caps: it will be made again
     observe.intermediate("used")
     return data.body
 
 
-async def _intermediate(s3: AsyncS3, settings: Settings, source: sources.Source, etag: str, body: Any,
-                        plan: mezzanine.Plan) -> bytes:
-    """Make the intermediate from the original's ``body`` (once per original across the workers:
-    the others wait, then find it stored), store it, and return it to render from."""
-    key = mezzanine.key(source)
-    async with singleflight.shared().hold(f"mezzanine:{settings.derived_bucket}/{key}") as leader:
-        if not leader:
-            found = await _stored_intermediate(s3, settings, source, etag)
-            if found is not None:
-                return found
-        made = await asyncio.get_running_loop().run_in_executor(None, _make, body, plan, settings)
-        observe.intermediate("made")
-        try:
-            await s3.put(settings.derived_bucket, key, made, content_type=f"image/{plan.format}",
-                         metadata={SOURCE_ETAG: etag} if etag else None)
-        except S3Error as error:
-            logger.error("storing the intermediate of %s/%s failed: %s", source.bucket, source.key, error)
+async def _intermediate(context, s3: AsyncS3, settings: Settings, source: sources.Source,  # noqa: ANN001
+                        etag: str, body: Any, plan: mezzanine.Plan) -> bytes | None:
+    """Make the intermediate from the original's ``body`` in a render thread (Thumbor's pool,
+    ``ENGINE_THREADPOOL_SIZE``), store it, and return it to render from; None (render from the
+    original) when libvips cannot make it."""
+    try:
+        made: bytes = await context.thread_pool.queue(_make, body, plan, settings)
+    except pyvips.Error as error:
+        logger.warning("cannot make the intermediate of %s/%s: %s", source.bucket, source.key, error)
+        return None
+    observe.intermediate("made")
+    metadata = {mezzanine.TAG: plan.tag, **({SOURCE_ETAG: etag} if etag else {})}
+    try:
+        await s3.put(settings.derived_bucket, mezzanine.key(source), made, content_type=f"image/{plan.format}",
+                     metadata=metadata)
+    except S3Error as error:
+        logger.error("storing the intermediate of %s/%s failed: %s", source.bucket, source.key, error)
     return made
 
 
@@ -258,3 +286,7 @@ async def load(context, url: str) -> LoaderResult:  # noqa: ANN001
         else:
             logger.warning("S3 read of %s/%s failed: %s", source.bucket, source.key, error)
         return _failure(error)
+    except OSError as error:  # the spool folder is full or gone: try again later, elsewhere
+        logger.error("cannot spool %s/%s to %s: %s", source.bucket, source.key,
+                     settings_of(context).spool_dir or "the temporary folder", error)
+        return LoaderResult(successful=False, error=503)

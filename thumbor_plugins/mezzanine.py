@@ -24,6 +24,11 @@ from .limits import Declared
 from .sources import Source
 
 NAME = "mezzanine"
+#: metadata naming what an intermediate is (:attr:`Plan.tag`): one made under other size caps, or
+#: of another original of the same ETag's size, is not used
+TAG = "mezzanine"
+#: decoded colour modes an intermediate reproduces exactly (libvips and Pillow agree on them)
+_MODES = {"L", "LA", "RGB", "RGBA", "I;16", ""}
 #: the original's format (Thumbor's extension) -> the intermediate's: the same, so that the
 #: render's default output format (the source's) does not change
 _FORMATS = {".jpg": "jpeg", ".jpeg": "jpeg", ".png": "png", ".webp": "webp"}
@@ -41,6 +46,13 @@ class Plan:
     width: int
     height: int
     format: str
+    #: the original's size (the render's proportions come from it, as with shrink-on-load)
+    original: tuple[int, int] = (0, 0)
+
+    @property
+    def tag(self) -> str:
+        """Stored with the intermediate and compared before it is used."""
+        return f"{self.width}x{self.height}.{self.format}.{self.original[0]}x{self.original[1]}"
 
 
 def normalized_size(width: int, height: int, cap: tuple[int, int]) -> tuple[int, int] | None:
@@ -48,8 +60,8 @@ def normalized_size(width: int, height: int, cap: tuple[int, int]) -> tuple[int,
     over the cap by more is fitted to it; over both by as much, both fit), None when the image is
     within the cap."""
     cap_w, cap_h = cap
-    if not ((cap_w and width > cap_w) or (cap_h and height > cap_h)):
-        return None
+    if not (cap_w and cap_h) or not (width > cap_w or height > cap_h):
+        return None  # a side without a cap: the engine leaves such images alone
     over_w, over_h = width - cap_w, height - cap_h
     if cap_w and over_w > over_h:
         return cap_w, int(round(float(cap_w) * height / width, 0))
@@ -62,16 +74,19 @@ def normalized_size(width: int, height: int, cap: tuple[int, int]) -> tuple[int,
 def plan(size: Declared, extension: str | None, *, palette: bool, cap: tuple[int, int],
          min_pixels: int) -> Plan | None:
     """The intermediate of an original of ``size`` and ``extension``, or None when it gets none:
-    the feature off (``min_pixels`` 0), fewer pixels, an animated or unsupported format, a palette
-    PNG (its renders stay indexed), or a capped size that the cap would change again (only with a
-    non-square cap: the render from it would not be the same)."""
+    the feature off (``min_pixels`` 0), fewer pixels, an animated or unsupported format or colour
+    mode, a palette PNG (its renders stay indexed), a side without a size cap, or a capped size
+    that the cap would change again (only with a non-square cap: the render from it would not be
+    the same)."""
     fmt = _FORMATS.get(extension or "")
     if not min_pixels or size.pixels < min_pixels or size.frames != 1 or fmt is None or palette:
         return None
+    if size.mode not in _MODES:
+        return None  # CMYK and the like: Pillow renders the original, libvips would convert it
     target = normalized_size(size.width, size.height, cap)
     if target is None or normalized_size(*target, cap) is not None:
         return None
-    return Plan(target[0], target[1], fmt)
+    return Plan(target[0], target[1], fmt, (size.width, size.height))
 
 
 def make(original: Any, plan: Plan, quality: int) -> bytes:

@@ -32,9 +32,10 @@ class Spooled(mmap.mmap):
         self.file = file
         return self
 
-    def startswith(self, prefix: bytes, start: int = 0) -> bool:
+    def startswith(self, prefix: bytes | tuple[bytes, ...], start: int = 0) -> bool:
         """As ``bytes.startswith`` (Thumbor's format sniffing calls it)."""
-        return self[start:start + len(prefix)] == prefix
+        prefixes = prefix if isinstance(prefix, tuple) else (prefix,)
+        return any(self[start:start + len(p)] == p for p in prefixes)
 
     def fileno(self) -> int:
         return self.file.fileno()

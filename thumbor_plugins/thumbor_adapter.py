@@ -67,6 +67,9 @@ class RequestState:
     loaded_at: float | None = None
     #: ETag of the original the render is made from: stored only while the original still has it
     source_etag: str | None = None
+    #: the original's size, when the render is made from its stored intermediate (the engine
+    #: takes the output's proportions from it, as it does after a reduced decode)
+    intermediate_of: tuple[int, int] | None = None
 
 
 #: the one attribute of Thumbor's RequestParameters that carries our state

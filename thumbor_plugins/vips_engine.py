@@ -31,6 +31,7 @@ from PIL import Image
 from . import engine as pil_engine
 from . import spool
 from .settings import settings_of
+from .thumbor_adapter import state_of
 
 logger = logging.getLogger("imgstack.engine")
 
@@ -213,7 +214,18 @@ class Engine(pil_engine.Engine):
         image = pyvips.Image.new_from_source(source, "", **options)
         if (image.width, image.height) != (header.width, header.height):
             self._shrunk = ((header.width, header.height), (image.width, image.height))
+        self._intermediate_proportions(image)
         return image
+
+    def _intermediate_proportions(self, image: pyvips.Image) -> None:
+        """Rendering from a huge original's stored intermediate: sizes derived from one side take
+        the original's proportions, as the reduced decode of that original (JPEG, WebP) would."""
+        request = getattr(self.context, "request", None)
+        if request is None or getattr(request, "engine", None) is not self or self.extension == ".png":
+            return
+        original = state_of(request).intermediate_of
+        if original is not None:
+            self._shrunk = (original, (image.width, image.height))
 
     def _streamable(self, header: pyvips.Image) -> bool:
         """True when the request reads the pixels once, top to bottom (crop, resize, mirror,
