@@ -40,7 +40,7 @@ MIB = 1024 * 1024
 #: rows of the original a streamed decode holds besides its output: a base, and more per libvips
 #: thread (each works on its own strip, through the shrink's window). Fitted above the peak memory
 #: measured streaming 16000x12000 and 20000x15000 JPEG and PNG originals at 1 to 8 threads.
-_STREAM_ROWS_BASE = 1000
+_STREAM_ROWS_BASE = 1100
 _STREAM_ROWS_PER_THREAD = 600
 
 
