@@ -101,6 +101,7 @@ async def _fetch(context, source: sources.Source) -> LoaderResult:  # noqa: ANN0
             observe.s3_fetch(time.perf_counter() - started, s3.bytes_read - before)
             return LoaderResult(buffer=intermediate, metadata={"LastModified": info.last_modified, "ETag": info.etag})
     caps = _limits(settings, own=own)
+    stream = None
     async with contextlib.AsyncExitStack() as stack:
         try:
             stream = await stack.enter_async_context(
@@ -124,7 +125,9 @@ async def _fetch(context, source: sources.Source) -> LoaderResult:  # noqa: ANN0
                     return _result(found_body, stream)
             body = await _read_body(stream, settings)
         finally:
-            observe.s3_fetch(time.perf_counter() - started, s3.bytes_read - before)
+            # the stream's bytes reach the client's counter only when it closes, after this
+            received = stream.received if stream is not None else s3.bytes_read - before
+            observe.s3_fetch(time.perf_counter() - started, received)
         if size is None:
             _check(body, caps, len(body), source)
         if plan is not None:
