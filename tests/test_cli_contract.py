@@ -334,7 +334,8 @@ def test_dev_usage_and_service_failures(s3_server, tmp_path) -> None:
     import socket
 
     with socket.socket() as taken:  # Thumbor cannot listen there: it does not start
-        taken.bind(("127.0.0.1", 0))
+        # a port `imgstack dev` accepts (below 55535; the system's own pick may be above it)
+        taken.bind(("127.0.0.1", free_port()))
         taken.listen()
         started = subprocess.run(
             [sys.executable, "-m", "thumbor_plugins.cli", "dev", "--data-dir", str(tmp_path / "data"), "--no-samples",
