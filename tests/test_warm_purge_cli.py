@@ -115,8 +115,10 @@ def test_purge_one_original_then_a_prefix(s3, s3_server, thumbor, uid) -> None:
     assert result.stdout.strip() == "purged 3 objects"
     assert derived_objects(s3, keys[0], wait=0) == []
     assert len(derived_objects(s3, keys[1], wait=0)) == 3  # a longer key sharing the prefix is untouched
-    assert httpx.get(sign(f"{BUCKET}/{keys[0]}", base=thumbor.url, params=PRESETS["thumb"]),
-                     headers={"Accept": "image/jpeg"}).status_code == 200  # the original is still there
+    # the original is still there: a new size renders (the purged ones may still be served from
+    # the workers' memory for IMGSTACK_HOT_RESULTS_SECONDS: `imgstack purge` does not reach it)
+    assert httpx.get(sign(f"{BUCKET}/{keys[0]}", base=thumbor.url, width=33, height=22),
+                     headers={"Accept": "image/jpeg"}).status_code == 200
 
     result = run("purge", f"{BUCKET}/{uid}/", "--prefix", "--derived-bucket", DERIVED, *s3_args(s3_server))
     assert result.exit_code == 0, result.output

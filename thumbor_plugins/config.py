@@ -81,6 +81,17 @@ Config.define(
     "ETag it was rendered from (kept in the result's metadata); a deleted or overwritten original "
     "is then never served stale. For S3 servers that send no events; costs one S3 HEAD per hit.",
     "Result storage")
+Config.define(
+    "IMGSTACK_HOT_RESULTS_BYTES", 32 * MIB,
+    "Memory per worker process for results it served or stored lately, served again without "
+    "asking S3 (see IMGSTACK_HOT_RESULTS_SECONDS). Results over an eighth of this are not kept. "
+    "0: off (every hit reads S3).", "Result storage")
+Config.define(
+    "IMGSTACK_HOT_RESULTS_SECONDS", 10.0,
+    "How long a result stays in IMGSTACK_HOT_RESULTS_BYTES. A purge on any worker of the same "
+    "server drops the purged original's results in every worker at once; a purge received by "
+    "another replica, or run with `imgstack purge`, reaches this memory within this many "
+    "seconds. 0: off.", "Result storage")
 
 # --- Private links ----------------------------------------------------------------------------
 Config.define(
@@ -119,6 +130,12 @@ Config.define(
     "IMGSTACK_SPOOL_BYTES", 16 * MIB,
     "Originals larger than this are written to a temporary file as they download and decoded "
     "from it, not held in memory.", "Loader")
+Config.define(
+    "IMGSTACK_ORIGINALS_CACHE_BYTES", 64 * MIB,
+    "Memory per worker process for originals it read lately. A later render of one asks S3 "
+    "whether it changed (If-None-Match: one request, no transfer) and reads it from memory when it "
+    "did not, so it is never stale. Originals over a quarter of this, or spooled, are not kept. "
+    "0: off.", "Loader")
 Config.define(
     "IMGSTACK_SPOOL_DIR", None,
     "Folder for spooled originals (None: the system's temporary folder).", "Loader")

@@ -28,7 +28,7 @@ from typing import Any
 import pyvips
 from thumbor.loaders import LoaderResult
 
-from . import engine, limits, mezzanine, observe, singleflight, sources, spool
+from . import engine, limits, memory, mezzanine, observe, singleflight, sources, spool
 from .result_storage import SOURCE_ETAG
 from .s3 import NotFound, S3Error, TooLarge, Unavailable
 from .s3.aio import AsyncS3, for_config
@@ -101,11 +101,18 @@ async def _fetch(context, source: sources.Source) -> LoaderResult:  # noqa: ANN0
             observe.s3_fetch(time.perf_counter() - started, s3.bytes_read - before)
             return LoaderResult(buffer=intermediate, metadata={"LastModified": info.last_modified, "ETag": info.etag})
     caps = _limits(settings, own=own)
-    stream = None
+    recent = memory.tiers(settings).originals
+    held = recent.get(source)
+    stream: Any = None
     async with contextlib.AsyncExitStack() as stack:
         try:
-            stream = await stack.enter_async_context(
-                s3.open(source.bucket, source.key, max_bytes=settings.max_source_bytes))
+            opened = await stack.enter_async_context(s3.open(
+                source.bucket, source.key, max_bytes=settings.max_source_bytes,
+                if_none_match=held.etag if held is not None else None))
+            # unchanged since this worker read it (S3 said so): its bytes again, from memory
+            stream = held.replay() if opened.not_modified and held is not None else opened
+            if stream is not opened:
+                observe.memory_hit("originals")
             if own:
                 state.loaded_at = time.perf_counter()
                 state.source_etag = stream.etag
@@ -135,6 +142,8 @@ async def _fetch(context, source: sources.Source) -> LoaderResult:  # noqa: ANN0
             if made is not None:
                 state.intermediate_of = plan.original
                 body = made
+        elif stream is opened and isinstance(body, bytes):
+            recent.put(source, memory.Original(stream.etag, body, stream.content_type, stream.last_modified))
     return _result(body, stream)
 
 
@@ -271,6 +280,7 @@ async def load(context, url: str) -> LoaderResult:  # noqa: ANN001
         state_of(context.request).rejection = "too_many_pixels"
         return LoaderResult(successful=False, error=422)
     except NotFound as error:
+        memory.tiers(settings_of(context)).originals.forget(source)
         fallback = settings_of(context).fallback_image
         if not fallback:
             return _failure(error)

@@ -95,6 +95,10 @@ RENDER_SECONDS = Histogram(
 RESULT_STORAGE = Counter(
     "imgstack_result_storage_lookups", "Result-storage lookups, by result (hit or miss).",
     ["result"], registry=REGISTRY)
+MEMORY_HITS = Counter(
+    "imgstack_memory_hits", "Reads answered from a worker's memory instead of S3: an original S3 "
+    "confirmed unchanged (If-None-Match: 304) or a hot result, by tier (originals or results).",
+    ["tier"], registry=REGISTRY)
 PURGE_DELETE_FAILURES = Counter(
     "imgstack_purge_delete_failures", "Variants a purge could not delete (S3 DeleteObjects refused "
     "them): still reachable until the event, answered 503, is retried.", registry=REGISTRY)
@@ -113,7 +117,9 @@ for _result in ("hit", "miss"):
     RESULT_STORAGE.labels(_result)
 for _event in ("made", "used"):
     INTERMEDIATES.labels(_event)
-del _kind, _reason, _result, _event
+for _tier in ("originals", "results"):
+    MEMORY_HITS.labels(_tier)
+del _kind, _reason, _result, _event, _tier
 
 _LIVE_GAUGE_FILE = re.compile(r"gauge_live[a-z]*_(\d+)\.db$")
 

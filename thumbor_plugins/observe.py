@@ -6,6 +6,7 @@ Contract (callers):
 - ``s3_fetch(seconds, nbytes)``: once per original read by the loader (successful or not).
 - ``rendered(seconds)``: decode + transform + encode time of a result-storage miss.
 - ``result_storage(hit)``: once per result-storage lookup.
+- ``memory_hit(tier)``: an original or a result served from a worker's memory.
 - ``warm_queue_depth(n)``: whenever the events queue changes.
 - ``purge_delete_failed(n)``: a purge left ``n`` variants S3 refused to delete.
 
@@ -103,6 +104,13 @@ def rendered(seconds: float) -> None:
 def result_storage(hit: bool) -> None:
     """A result-storage lookup."""
     metrics.RESULT_STORAGE.labels("hit" if hit else "miss").inc()
+
+
+@_never_raises
+def memory_hit(tier: str) -> None:
+    """Served from a worker's memory (:mod:`thumbor_plugins.memory`): an original S3 confirmed
+    unchanged (``originals``), or a result (``results``)."""
+    metrics.MEMORY_HITS.labels(tier).inc()
 
 
 @_never_raises

@@ -26,7 +26,7 @@ from typing import Any
 
 from thumbor.result_storages import BaseStorage, ResultStorageResult
 
-from . import observe
+from . import memory, observe
 from .s3 import NotFound, S3Error
 from .s3.aio import AsyncS3, for_config
 from .s3.types import ObjectData
@@ -47,18 +47,28 @@ async def lookup(config: Any, key: str, source: Source | None = None) -> ObjectD
     rendering), or, with ``IMGSTACK_REVALIDATE_ORIGINALS``, rendered from an original that has
     since changed or gone. Counts the lookup in the metrics."""
     s3, settings = for_config(config), Settings.of(config)
-    data: ObjectData | None
-    try:
-        data = await s3.get(settings.derived_bucket, key)
-    except NotFound:
-        data = None
-    except S3Error as error:
-        logger.warning("result storage read %s failed: %s", key, error)
-        data = None
+    hot = memory.tiers(settings).results if source is not None else None
+    data = hot.get(key) if hot is not None else None
+    in_memory = data is not None
+    if data is None:
+        before = hot.generations.now(source) if hot is not None and source is not None else None
+        try:
+            data = await s3.get(settings.derived_bucket, key)
+        except NotFound:
+            data = None
+        except S3Error as error:
+            logger.warning("result storage read %s failed: %s", key, error)
+            data = None
+        if hot is not None and before is not None and data is not None:
+            hot.put(key, data, before)
     if data is not None and _expired(settings.result_storage_expiration_seconds, data.last_modified):
         data = None
     if data is not None and source is not None and settings.revalidate_originals:
         data = data if await _still_from(s3, source, data.metadata.get(SOURCE_ETAG)) else None
+    if data is None and hot is not None:
+        hot.forget(key)
+    elif in_memory:
+        observe.memory_hit("results")
     observe.result_storage(hit=data is not None)
     return data
 
@@ -122,15 +132,18 @@ class Storage(BaseStorage):
         if not await self._source_unchanged():
             return None
         etag = self.state.source_etag
+        content_type, metadata = mimetype(image_bytes), {SOURCE_ETAG: etag} if etag else {}
         try:
-            await self.s3.put(
-                self.bucket, key, image_bytes,
-                content_type=mimetype(image_bytes),
-                metadata={SOURCE_ETAG: etag} if etag else None,
-            )
+            await self.s3.put(self.bucket, key, image_bytes, content_type=content_type, metadata=metadata or None)
         except S3Error as error:
             logger.error("result storage write %s failed: %s", key, error)
             return None
+        before = self.state.purges_before
+        if before is not None:
+            now = datetime.datetime.now(datetime.UTC).replace(microsecond=0)  # as S3 keeps it
+            stored = ObjectData(body=image_bytes, etag="", content_type=content_type, last_modified=now,
+                                metadata=metadata)
+            memory.tiers(Settings.of(self.context.config)).results.put(key, stored, before)
         return key
 
     async def _source_unchanged(self) -> bool:

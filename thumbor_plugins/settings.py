@@ -194,6 +194,7 @@ class Settings:
     max_source_bytes: int = _setting("IMGSTACK_MAX_SOURCE_BYTES", 512 * MIB, _whole)
     spool_bytes: int = _setting("IMGSTACK_SPOOL_BYTES", 16 * MIB, _whole)
     spool_dir: str | None = _setting("IMGSTACK_SPOOL_DIR", None, _text_or_none)
+    originals_cache_bytes: int = _setting("IMGSTACK_ORIGINALS_CACHE_BYTES", 64 * MIB, _whole)
     max_filters: int = _setting("IMGSTACK_MAX_FILTERS", 10, _whole)
     render_timeout: float = _setting("IMGSTACK_RENDER_TIMEOUT", 30.0, _real)
     fallback_image: str | None = _setting("IMGSTACK_FALLBACK_IMAGE", None, _text_or_none)
@@ -201,6 +202,8 @@ class Settings:
     # --- Result storage ---
     derived_bucket: str = _setting("IMGSTACK_DERIVED_BUCKET", "images-derived", _text)
     revalidate_originals: bool = _setting("IMGSTACK_REVALIDATE_ORIGINALS", False, parse_flag)
+    hot_results_bytes: int = _setting("IMGSTACK_HOT_RESULTS_BYTES", 32 * MIB, _whole)
+    hot_results_seconds: float = _setting("IMGSTACK_HOT_RESULTS_SECONDS", 10.0, _real)
 
     # --- Private links ---
     signature_algorithm: str = _setting("IMGSTACK_SIGNATURE_ALGORITHM", "sha1", _text)

@@ -46,7 +46,10 @@ def _source(image: str) -> Source:
 @json_option
 def command(image: str, as_prefix: bool, derived_bucket: str, endpoint_url: str | None, access_key: str | None,
             secret_key: str | None, profile: str | None, as_json: bool) -> None:
-    """Delete every rendered variant of BUCKET/KEY (decoded key) from the derived bucket."""
+    """Delete every rendered variant of BUCKET/KEY (decoded key) from the derived bucket.
+
+    Running servers may serve a purged variant from memory for up to IMGSTACK_HOT_RESULTS_SECONDS
+    (10 s); a delete event sent to a server reaches its memory at once."""
     from thumbor_plugins.s3.sync import delete_keys, list_prefix
 
     prefix = derived_prefix(image, prefix=as_prefix)

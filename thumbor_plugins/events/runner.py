@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .. import derived, observe
+from .. import derived, memory, observe
 from ..s3 import DeleteFailed, NotFound, S3Error
 from ..s3.aio import AsyncS3, for_config
 from ..settings import settings_of
@@ -111,6 +111,10 @@ class Runner:
             logger.error("purge of %s: S3 refused to delete %d of %d variants: %s%s", source.prefix,
                          len(error.failed), len(keys), shown, " ..." if len(error.failed) > MAX_LOGGED_KEYS else "")
             raise
+        finally:
+            # after the deletes (some may have gone through): results read before them are
+            # dropped from every worker's memory
+            memory.generations().purged(source)
         return len(keys)
 
     def _purge_again_later(self, source: Source) -> asyncio.Task:

@@ -98,12 +98,16 @@ class AsyncS3:
         return await self._call(run)
 
     @contextlib.asynccontextmanager
-    async def open(self, bucket: str, key: str, *, max_bytes: int | None = None) -> AsyncIterator[Stream]:
+    async def open(self, bucket: str, key: str, *, max_bytes: int | None = None,
+                   if_none_match: str | None = None) -> AsyncIterator[Stream]:
         """The object's headers at once, its body as the caller reads it (:class:`.fetch.Stream`):
         a large original can be judged by its first bytes, streamed to a file, or left unread.
-        Opening is bounded like :meth:`get`; reading the body by the read timeout per chunk."""
+        With ``if_none_match`` (an ETag) an unchanged object comes without its body
+        (``stream.not_modified``). Opening is bounded like :meth:`get`; reading the body by the
+        read timeout per chunk."""
         fetch = await self._signed_get()
-        stream = await self._call(lambda: fetch.respond(bucket, key, max_bytes=max_bytes))
+        stream = await self._call(
+            lambda: fetch.respond(bucket, key, max_bytes=max_bytes, if_none_match=if_none_match))
         try:
             yield stream
         finally:

@@ -81,17 +81,21 @@ class SignedGet:
         finally:
             stream.close()
 
-    async def respond(self, bucket: str, key: str, *, max_bytes: int | None = None) -> Stream:
-        """The object's response, its body not read yet: a :class:`Stream` (close it). A stale
-        pooled connection and a "try again" status are retried within ``max_attempts``; an error
-        once the body flows is not (the caller has seen part of it)."""
+    async def respond(self, bucket: str, key: str, *, max_bytes: int | None = None,
+                      if_none_match: str | None = None) -> Stream:
+        """The object's response, its body not read yet: a :class:`Stream` (close it). With
+        ``if_none_match`` (an ETag), an object that still has it is answered without its body
+        (``Stream.not_modified``). A stale pooled connection and a "try again" status are retried
+        within ``max_attempts``; an error once the body flows is not (the caller has seen part of
+        it)."""
         session, credentials = await self._ready()
         url = self.url(bucket, key)
+        headers = {"If-None-Match": f'"{if_none_match}"'} if if_none_match else {}
         attempts = max(1, self.settings.max_attempts)
         for attempt in range(attempts):
             last = attempt == attempts - 1
             frozen = await credentials.get_frozen_credentials()
-            signed = AWSRequest(method="GET", url=url, headers={})
+            signed = AWSRequest(method="GET", url=url, headers=dict(headers))
             S3SigV4Auth(frozen, "s3", self.region).add_auth(signed)
             try:
                 response = await session.get(yarl.URL(url, encoded=True), headers=dict(signed.headers.items()))
@@ -104,7 +108,7 @@ class SignedGet:
                 raise Unavailable(f"S3 failed: {error!r}") from error
             else:
                 if response.status not in _RETRY_STATUSES or last:
-                    return await Stream.start(response, max_bytes)
+                    return await Stream.start(response, max_bytes, not_modified_ok=bool(if_none_match))
                 response.release()
             await asyncio.sleep(0.05 * 2**attempt)
         raise AssertionError("unreachable")  # pragma: no cover - the last attempt returns or raises
@@ -115,6 +119,9 @@ class Stream:
     :meth:`read` or :meth:`read_into`), never more than ``max_bytes`` of it (:class:`TooLarge`).
     :meth:`close` releases the connection: back to the pool when the body was read to its end,
     dropped otherwise (the rest of a large object is never downloaded)."""
+
+    #: S3 answered 304 to ``If-None-Match``: the object still has that ETag, and there is no body
+    not_modified = False
 
     def __init__(self, response: aiohttp.ClientResponse, max_bytes: int | None) -> None:
         self._response = response
@@ -132,8 +139,14 @@ class Stream:
         }
 
     @classmethod
-    async def start(cls, response: aiohttp.ClientResponse, max_bytes: int | None) -> Stream:
-        """The stream of a 200 response; any other status raises its :class:`S3Error`."""
+    async def start(cls, response: aiohttp.ClientResponse, max_bytes: int | None, *,
+                    not_modified_ok: bool = False) -> Stream:
+        """The stream of a 200 response (or of a 304 when ``not_modified_ok``); any other status
+        raises its :class:`S3Error`."""
+        if response.status == 304 and not_modified_ok:
+            stream = cls(response, max_bytes)
+            stream.not_modified = True
+            return stream
         try:
             if response.status != 200:
                 raise await _status_error(response)

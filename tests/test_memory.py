@@ -1,0 +1,202 @@
+"""The workers' memory tiers (thumbor_plugins.memory): recent originals, confirmed by S3 before
+every use, and hot results, dropped by a purge in every worker of the server.
+
+Units first, then against the real S3 server and real Thumbor processes."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import time
+
+import httpx
+import pytest
+from PIL import Image
+
+from thumbor_plugins import memory
+from thumbor_plugins.s3.types import ObjectData
+from thumbor_plugins.sources import Source
+
+from .conftest import BUCKET, DERIVED, sign
+from .test_events import minio_event, post
+from .test_ops import scrape, value, wait_for_derived
+from .test_serving import PLAIN, upload
+
+SOURCE = Source("images", "a/b.jpg")
+OTHER = Source("images", "a/c.jpg")
+
+
+def result(body: bytes = b"x" * 100) -> ObjectData:
+    return ObjectData(body=body, etag="e", content_type="image/jpeg", last_modified=None)
+
+
+# --- units ----------------------------------------------------------------------------------------
+
+
+def test_purge_counters_are_shared_by_the_workers_of_one_server(tmp_path) -> None:
+    one, two = memory.Generations(str(tmp_path)), memory.Generations(str(tmp_path))
+    before = two.now(SOURCE)
+    one.purged(SOURCE)
+    assert two.now(SOURCE) != before
+    assert memory.Generations(str(tmp_path)).now(SOURCE) == two.now(SOURCE)  # a worker started later
+
+
+def test_should_not_serve_a_hot_result_purged_by_another_worker(tmp_path) -> None:
+    mine, theirs = memory.Generations(str(tmp_path)), memory.Generations(str(tmp_path))
+    hot = memory.HotResults(1 << 20, 60, mine)
+    hot.put("images/a/b.jpg/r1", result(), mine.now(SOURCE))
+    hot.put("images/a/c.jpg/r1", result(), mine.now(OTHER))
+    assert hot.get("images/a/b.jpg/r1") is not None
+    theirs.purged(SOURCE)
+    assert hot.get("images/a/b.jpg/r1") is None
+    assert hot.get("images/a/c.jpg/r1") is not None or mine.slot(OTHER) == mine.slot(SOURCE)
+
+
+def test_should_not_keep_a_result_read_before_a_purge_that_ended_before_it_was_kept() -> None:
+    counters = memory.Generations()
+    hot = memory.HotResults(1 << 20, 60, counters)
+    before = counters.now(SOURCE)  # the request starts, then reads S3 ...
+    counters.purged(SOURCE)  # ... while a purge deletes what it read
+    hot.put("k", result(), before)
+    assert hot.get("k") is None
+
+
+def test_hot_results_expire_and_are_bounded() -> None:
+    hot = memory.HotResults(800, 0.2, memory.Generations())
+    hot.put("big", result(b"x" * 101), hot.generations.now(SOURCE))  # over an eighth: not kept
+    assert hot.get("big") is None
+    for index in range(10):
+        hot.put(f"k{index}", result(b"x" * 100), hot.generations.now(SOURCE))
+    assert len(hot) == 8  # least recently used out
+    assert hot.get("k9") is not None
+    time.sleep(0.3)
+    assert hot.get("k9") is None
+    off = memory.HotResults(0, 10, memory.Generations())
+    off.put("k", result(), off.generations.now(SOURCE))
+    assert off.get("k") is None
+
+
+def test_recent_originals_keep_bodies_with_an_etag_within_their_budget() -> None:
+    recent = memory.RecentOriginals(4000)
+    recent.put(SOURCE, memory.Original("e1", b"1" * 1000, "image/jpeg", None))
+    assert recent.get(SOURCE).etag == "e1"
+    recent.put(SOURCE, memory.Original("e2", b"2" * 1001, "image/jpeg", None))  # over a quarter
+    assert recent.get(SOURCE) is None  # and the older version is not kept either
+    recent.put(SOURCE, memory.Original("", b"3", None, None))
+    assert recent.get(SOURCE) is None
+    for index in range(5):
+        recent.put(Source("images", f"{index}.jpg"), memory.Original("e", b"x" * 1000, None, None))
+    assert len(recent) == 4
+    assert memory.RecentOriginals(0).get(SOURCE) is None
+
+
+def test_a_replayed_original_reads_like_a_download(tmp_path) -> None:
+    original = memory.Original("e", b"0123456789", "image/png", None)
+    replay = original.replay()
+    assert (replay.etag, replay.content_type, replay.length, replay.received) == ("e", "image/png", 10, 0)
+    assert asyncio.run(replay.peek(4)) == b"0123"
+    assert asyncio.run(replay.read()) == b"0123456789"
+    with open(tmp_path / "f", "wb") as file:
+        asyncio.run(replay.read_into(file))
+    assert (tmp_path / "f").read_bytes() == b"0123456789"
+
+
+# --- against the real S3 server and Thumbor ----------------------------------------------------------
+
+
+def solid_png(size: tuple[int, int], colour: tuple[int, int, int]) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", size, colour).save(out, "PNG")
+    return out.getvalue()
+
+
+def test_a_second_render_of_one_original_is_confirmed_by_s3_not_downloaded_again(s3, thumbor_factory, uid) -> None:
+    thumbor = thumbor_factory(IMGSTACK_PROCESSES="1")
+    key = f"{uid}/recent.jpg"
+    upload(s3, key)
+    first = httpx.get(sign(f"{BUCKET}/{key}", base=thumbor.url, width=101, height=0), headers=PLAIN)
+    assert first.status_code == 200
+    before = scrape(thumbor.url)
+    second = httpx.get(sign(f"{BUCKET}/{key}", base=thumbor.url, width=102, height=0), headers=PLAIN)
+    assert second.status_code == 200
+    assert Image.open(io.BytesIO(second.content)).width == 102
+    after = scrape(thumbor.url)
+    assert value(after, "imgstack_memory_hits_total", tier="originals") == \
+        value(before, "imgstack_memory_hits_total", tier="originals") + 1
+    assert value(after, "imgstack_s3_fetched_bytes_total") == value(before, "imgstack_s3_fetched_bytes_total")
+
+
+def test_should_render_the_new_original_after_an_overwrite_that_sent_no_event(s3, thumbor_factory, uid) -> None:
+    """A worker holding the old bytes must not render them once S3 holds others."""
+    thumbor = thumbor_factory(IMGSTACK_PROCESSES="1")
+    key = f"{uid}/overwritten.png"
+    s3.put_object(Bucket=BUCKET, Key=key, Body=solid_png((60, 40), (255, 0, 0)))
+    red = httpx.get(sign(f"{BUCKET}/{key}", base=thumbor.url, width=30, height=20), headers=PLAIN)
+    assert Image.open(io.BytesIO(red.content)).convert("RGB").getpixel((5, 5)) == (255, 0, 0)
+    s3.put_object(Bucket=BUCKET, Key=key, Body=solid_png((60, 40), (0, 0, 255)))
+    blue = httpx.get(sign(f"{BUCKET}/{key}", base=thumbor.url, width=31, height=20), headers=PLAIN)
+    assert blue.status_code == 200
+    assert Image.open(io.BytesIO(blue.content)).convert("RGB").getpixel((5, 5)) == (0, 0, 255)
+
+
+def test_a_repeated_hit_is_served_from_memory(s3, thumbor_factory, uid) -> None:
+    thumbor = thumbor_factory(IMGSTACK_PROCESSES="1")
+    key = f"{uid}/hot.jpg"
+    upload(s3, key)
+    url = sign(f"{BUCKET}/{key}", base=thumbor.url, width=90, height=60)
+    rendered = httpx.get(url, headers=PLAIN)
+    wait_for_derived(s3, key)
+    before = scrape(thumbor.url)
+    again = httpx.get(url, headers=PLAIN)
+    after = scrape(thumbor.url)
+    assert again.status_code == 200 and again.content == rendered.content
+    assert again.headers["content-type"] == "image/jpeg"
+    assert value(after, "imgstack_memory_hits_total", tier="results") == \
+        value(before, "imgstack_memory_hits_total", tier="results") + 1
+
+
+def test_should_not_serve_a_deleted_photo_from_any_workers_memory(s3, thumbor_factory, uid) -> None:
+    """Every worker of the server has the result in memory; the delete event reaches one of
+    them; none serves it afterwards."""
+    thumbor = thumbor_factory(IMGSTACK_PROCESSES="2")
+    key = f"{uid}/deleted.jpg"
+    upload(s3, key)
+    url = sign(f"{BUCKET}/{key}", base=thumbor.url, width=80, height=60)
+    assert httpx.get(url, headers=PLAIN).status_code == 200
+    wait_for_derived(s3, key)
+    for _ in range(12):  # new connections: both workers take some
+        assert httpx.get(url, headers=PLAIN).status_code == 200
+    s3.delete_object(Bucket=BUCKET, Key=key)
+    assert post(thumbor, minio_event("console-delete.json", BUCKET, key, safe="")).status_code == 200
+    statuses = {httpx.get(url, headers=PLAIN).status_code for _ in range(12)}
+    assert statuses == {404}
+
+
+def test_a_result_deleted_behind_the_servers_back_is_served_for_at_most_the_hot_seconds(
+        s3, thumbor_factory, uid) -> None:
+    """``imgstack purge`` and another replica's purges reach a worker's memory only by time."""
+    thumbor = thumbor_factory(IMGSTACK_PROCESSES="1", IMGSTACK_HOT_RESULTS_SECONDS="1")
+    key = f"{uid}/behind.jpg"
+    upload(s3, key)
+    url = sign(f"{BUCKET}/{key}", base=thumbor.url, width=70, height=50)
+    assert httpx.get(url, headers=PLAIN).status_code == 200
+    wait_for_derived(s3, key)
+    s3.delete_object(Bucket=BUCKET, Key=key)
+    for stored in s3.list_objects_v2(Bucket=DERIVED, Prefix=f"{BUCKET}/{key}/").get("Contents", []):
+        s3.delete_object(Bucket=DERIVED, Key=stored["Key"])
+    time.sleep(1.2)
+    assert httpx.get(url, headers=PLAIN).status_code == 404
+
+
+@pytest.mark.parametrize("setting", ["IMGSTACK_HOT_RESULTS_BYTES", "IMGSTACK_ORIGINALS_CACHE_BYTES"])
+def test_memory_tiers_can_be_turned_off(setting) -> None:
+    from thumbor.config import Config
+
+    from thumbor_plugins.settings import Settings
+
+    settings = Settings.of(Config(**{setting: "0"}))
+    tiers = memory.tiers(settings)
+    tiers.originals.put(SOURCE, memory.Original("e", b"x", None, None))
+    tiers.results.put("k", result(), tiers.generations.now(SOURCE))
+    assert (tiers.originals.get(SOURCE) is None) == (setting == "IMGSTACK_ORIGINALS_CACHE_BYTES")
+    assert (tiers.results.get("k") is None) == (setting == "IMGSTACK_HOT_RESULTS_BYTES")
