@@ -21,6 +21,8 @@ _VIPS_SUFFIXES = {"jpeg": ".jpg", "png": ".png", "webp": ".webp", "avif": ".avif
 _corpus: dict[str, bytes] = {}
 _qualities: dict[str, int] = {}
 _faces = None
+#: JPEG written progressive, as the servers write it with PROGRESSIVE_JPEG
+_progressive = True
 
 
 class Job(NamedTuple):
@@ -32,12 +34,13 @@ class Job(NamedTuple):
     output: str  # jpeg | png | webp | avif
 
 
-def init_worker(paths: dict[str, str], qualities: dict[str, int]) -> None:
+def init_worker(paths: dict[str, str], qualities: dict[str, int], progressive: bool = True) -> None:
     import cv2
     import pyvips
     import thumbor
 
-    global _faces
+    global _faces, _progressive
+    _progressive = progressive
     _corpus.update({key: Path(path).read_bytes() for key, path in paths.items()})
     _qualities.update(qualities)
     # libvips would otherwise keep recent operations and answer a repeated one from memory
@@ -86,6 +89,10 @@ def _pillow(data: bytes, job: Job) -> bytes:
         image = image.convert("RGB")
     buffer = io.BytesIO()
     options = {} if job.output == "png" else {"quality": _qualities[job.output]}
+    if job.output == "jpeg":
+        # as Thumbor's PIL engine writes JPEG (and the libvips engine): optimized Huffman tables,
+        # progressive with PROGRESSIVE_JPEG (Thumbor's default, on)
+        options |= {"optimize": True, "progressive": _progressive}
     image.save(buffer, _PILLOW_FORMATS[job.output], **options)
     return buffer.getvalue()
 
@@ -100,6 +107,8 @@ def _pyvips(data: bytes, job: Job) -> bytes:
     # the libvips engine's pngsave settings); libvips' own default skips the row filters and
     # writes files about 1.8x larger
     options = {"compression": 6, "filter": "all"} if job.output == "png" else {"Q": _qualities[job.output]}
+    if job.output == "jpeg":
+        options |= {"optimize_coding": True, "interlace": _progressive}
     if job.output == "avif":
         # Thumbor leaves Pillow's AVIF speed at its default, 6 = libaom cpu-used 6 = libvips effort 3
         options["effort"] = 3

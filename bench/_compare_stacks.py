@@ -20,6 +20,8 @@ HOST = "127.0.0.1"
 SECURITY_KEY = "bench-security-key-0123456789abcdef"
 BUCKET = "images"
 DERIVED_BUCKET = "images-derived"
+#: our stack with its hot results off (IMGSTACK_HOT_RESULTS_BYTES=0): hits read S3 every time
+COLD = "ours-cold"
 
 STOCK_REQUIREMENTS = ["thumbor==7.8.0", "tc_aws==7.0.4", "opencv-python-headless<5"]
 #: settings of config/thumbor.conf copied into the stock config, so that both stacks produce the
@@ -115,16 +117,17 @@ def s3_client(s3: embedded.S3Server):
     return client(S3Settings(endpoint_url=s3.endpoint_url, access_key=s3.access_key, secret_key=s3.secret_key))
 
 
-def start_ours(s3: embedded.S3Server, run_dir: Path) -> Server:
+def start_ours(s3: embedded.S3Server, run_dir: Path, name: str = "ours", **settings: str) -> Server:
     """``imgstack dev`` as ``scripts/run`` starts it, on the bench's S3 server, with nothing but
-    SECURITY_KEY set: whatever processes, threads and engine it starts by default are measured."""
+    SECURITY_KEY (and ``settings``) set: whatever processes, threads and engine it starts by
+    default are measured."""
     port = embedded.free_port(host=HOST)
     argv = [str(Path(sys.executable).parent / "imgstack"), "dev", "--host", HOST, "--port", str(port),
-            "--data-dir", str(run_dir / "ours"), "--no-samples", "--s3-endpoint-url", s3.endpoint_url,
+            "--data-dir", str(run_dir / name), "--no-samples", "--s3-endpoint-url", s3.endpoint_url,
             "--s3-access-key", s3.access_key, "--s3-secret-key", s3.secret_key]
-    env = _environ_without_settings() | {"SECURITY_KEY": SECURITY_KEY}
+    env = _environ_without_settings() | {"SECURITY_KEY": SECURITY_KEY} | settings
     # dev gives Thumbor 5 s to stop before killing it: wait longer than that for dev
-    return _start("ours", argv, env, run_dir / "ours.log", port, grace=15)
+    return _start(name, argv, env, run_dir / f"{name}.log", port, grace=15)
 
 
 def ensure_stock_venv(cache: Path) -> Path:

@@ -46,6 +46,7 @@ from _compare_load import HealthProbe, Request, Run, TreeMonitor, http_run, perc
 from _compare_report import write_reports  # noqa: E402
 from _compare_stacks import (  # noqa: E402
     BUCKET,
+    COLD,
     HOST,
     SECURITY_KEY,
     Server,
@@ -163,8 +164,9 @@ def summarize(run: Run, cpu: float, rss: int) -> dict:
 
 class Bench:
     def __init__(self, args: argparse.Namespace, keys: dict[str, list[str]], s3, ours: Server, stock: Server,
-                 pool: ProcessPoolExecutor) -> None:
+                 pool: ProcessPoolExecutor, run_dir: Path) -> None:
         self.args, self.keys, self.s3, self.ours, self.stock, self.pool = args, keys, s3, ours, stock, pool
+        self.run_dir = run_dir
         self.sizes = Sizes()
         self.rows: list[dict] = []
         self.processes: dict[str, list[dict]] = {}  # per stack, at the end of the run
@@ -261,11 +263,16 @@ class Bench:
         s3_port = urlsplit(self.s3.endpoint_url).port
         count = self.args.max_requests * 20  # a hit costs a few ms: let the time bound end the row
         s3_server = Server("s3", self.s3.process, s3_port)
-        for concurrency in self.args.concurrency:
-            for name, server, requests in (("ours", self.ours, urls), ("s3", s3_server, raw)):
-                loop = [requests[i % len(requests)] for i in range(count)]
-                self.record("hit", "hits", "JPEG fit-in, result-storage hit vs S3 GET", concurrency, name,
-                            self.http_row(server, loop, concurrency, probe=False))
+        # the same stack with its hot results off: every hit reads the result storage in S3
+        cold = start_ours(self.s3, self.run_dir, COLD, IMGSTACK_HOT_RESULTS_BYTES="0")
+        try:
+            for concurrency in self.args.concurrency:
+                for name, server, requests in (("ours", self.ours, urls), (COLD, cold, urls), ("s3", s3_server, raw)):
+                    loop = [requests[i % len(requests)] for i in range(count)]
+                    self.record("hit", "hits", "JPEG fit-in, result-storage hit vs S3 GET", concurrency, name,
+                                self.http_row(server, loop, concurrency, probe=False))
+        finally:
+            cold.stop()
 
 
 def _corpus_key(s3_key: str) -> str:
@@ -320,9 +327,10 @@ def run(args: argparse.Namespace, files: dict[str, dict[str, Path]], run_dir: Pa
         stack.callback(stock.stop)
         paths = {f"{name}/{file}": str(path) for name, group in files.items() for file, path in group.items()}
         pool = ProcessPoolExecutor(args.cores, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=bare.init_worker, initargs=(paths, qualities))
+                                   initializer=bare.init_worker,
+                                   initargs=(paths, qualities, bool(shipped.get("PROGRESSIVE_JPEG", True))))
         stack.callback(pool.shutdown, cancel_futures=True)
-        bench = Bench(args, keys, s3, ours, stock, pool)
+        bench = Bench(args, keys, s3, ours, stock, pool, run_dir)
         for shape in SHAPES:
             if shape.id in args.only and shape.source in keys:
                 print(shape.label, flush=True)

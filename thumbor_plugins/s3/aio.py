@@ -23,7 +23,7 @@ from ._shared import (
     read_page,
     translate,
 )
-from .fetch import SignedGet, Stream
+from .fetch import SignedRequests, Stream
 from .settings import S3Settings
 from .types import ObjectData, ObjectInfo
 
@@ -39,7 +39,7 @@ class AsyncS3:
         self._client_cm: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lock: asyncio.Lock | None = None
-        self._fetch: SignedGet | None = None
+        self._fetch: SignedRequests | None = None
         #: bytes received from S3 bodies by this process (loader and result storage)
         self.bytes_read = 0
 
@@ -77,10 +77,10 @@ class AsyncS3:
         except Exception as error:  # noqa: BLE001 - translated into our hierarchy
             raise translate(error) from error
 
-    async def _signed_get(self) -> SignedGet:
+    async def _signed(self) -> SignedRequests:
         if self._fetch is None or self._loop is not asyncio.get_running_loop():
             await self._get_client()  # binds this instance to the running loop
-            self._fetch = SignedGet(self.settings)
+            self._fetch = SignedRequests(self.settings)
         return self._fetch
 
     async def get(self, bucket: str, key: str, *, max_bytes: int | None = None) -> ObjectData:
@@ -88,7 +88,7 @@ class AsyncS3:
         :class:`TooLarge` having read at most ``max_bytes`` bytes of it (none when S3 announces
         the size, which it always does for a plain GET). Sent by :mod:`.fetch` (the hot path of
         every hit and miss), not by botocore's client."""
-        fetch = await self._signed_get()
+        fetch = await self._signed()
 
         async def run() -> ObjectData:
             data, received = await fetch(bucket, key, max_bytes=max_bytes)
@@ -105,7 +105,7 @@ class AsyncS3:
         With ``if_none_match`` (an ETag) an unchanged object comes without its body
         (``stream.not_modified``). Opening is bounded like :meth:`get`; reading the body by the
         read timeout per chunk."""
-        fetch = await self._signed_get()
+        fetch = await self._signed()
         stream = await self._call(
             lambda: fetch.respond(bucket, key, max_bytes=max_bytes, if_none_match=if_none_match))
         try:
@@ -125,33 +125,13 @@ class AsyncS3:
         cache_control: str | None = None,
     ) -> None:
         """Store an object (private: no ACL is ever set)."""
-
-        async def run() -> None:
-            client = await self._get_client()
-            extra: dict[str, Any] = {}
-            if content_type:
-                extra["ContentType"] = content_type
-            if metadata:
-                extra["Metadata"] = metadata
-            if cache_control:
-                extra["CacheControl"] = cache_control
-            await client.put_object(Bucket=bucket, Key=key, Body=body, **extra)
-
-        await self._call(run)
+        signed = await self._signed()
+        await self._call(lambda: signed.put(bucket, key, body, content_type=content_type, metadata=metadata,
+                                            cache_control=cache_control))
 
     async def head(self, bucket: str, key: str) -> ObjectInfo:
-        async def run() -> ObjectInfo:
-            client = await self._get_client()
-            response = await client.head_object(Bucket=bucket, Key=key)
-            return ObjectInfo(
-                bucket=bucket,
-                key=key,
-                size=int(response.get("ContentLength", 0)),
-                etag=str(response.get("ETag", "")).strip('"'),
-                last_modified=response.get("LastModified"),
-            )
-
-        return await self._call(run)
+        signed = await self._signed()
+        return await self._call(lambda: signed.head(bucket, key))
 
     async def list(self, bucket: str, prefix: str = "", *, delimiter: str | None = None) -> AsyncIterator[ObjectInfo]:
         """Every object under ``prefix`` (paginated listing); with ``delimiter``, only those with no

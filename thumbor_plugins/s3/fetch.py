@@ -1,11 +1,12 @@
-"""GET an object over a plain pooled HTTP connection, signed with botocore's SigV4 signer.
+"""GET, HEAD and PUT of one object over a plain pooled HTTP connection, signed with botocore's
+SigV4 signer: every request a render or a hit makes to S3.
 
-Why not ``client.get_object``: on a result-storage hit the GET is the whole job, and botocore's
-generic machinery (event hooks, request serialisation, response parsing) costs several times the
-CPU of the same signed request sent with aiohttp (docs/decisions.md). Signing stays botocore's
-(``S3SigV4Auth``), credentials come from the same chain as the client's (explicit keys, else the
-standard AWS chain, session tokens and refreshes included), and statuses map to the same
-:mod:`.errors` hierarchy.
+Why not ``client.get_object`` and friends: on a result-storage hit the GET is the whole job, and a
+miss makes four requests; botocore's generic machinery (event hooks, request serialisation,
+response parsing) costs several times the CPU of the same signed request sent with aiohttp
+(docs/decisions.md). Signing stays botocore's (``S3SigV4Auth``), credentials come from the same
+chain as the client's (explicit keys, else the standard AWS chain, session tokens and refreshes
+included), and statuses map to the same :mod:`.errors` hierarchy.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from botocore.awsrequest import AWSRequest  # type: ignore[import-untyped, unuse
 from ._shared import NO_CREDENTIALS, aio_session, answered
 from .errors import NoCredentials, S3Error, TooLarge, Unavailable
 from .settings import S3Settings
-from .types import ObjectData
+from .types import ObjectData, ObjectInfo
 
 _CHUNK = 256 * 1024
 #: retried once more (within max_attempts): S3 said "try again", or a pooled connection was stale
@@ -33,7 +34,7 @@ _CODE = re.compile(rb"<Code>([^<]{1,100})</Code>")
 _META = "x-amz-meta-"
 
 
-class SignedGet:
+class SignedRequests:
     """One per :class:`~.aio.AsyncS3`, bound to the event loop it was first used on."""
 
     def __init__(self, settings: S3Settings) -> None:
@@ -85,20 +86,58 @@ class SignedGet:
                       if_none_match: str | None = None) -> Stream:
         """The object's response, its body not read yet: a :class:`Stream` (close it). With
         ``if_none_match`` (an ETag), an object that still has it is answered without its body
-        (``Stream.not_modified``). A stale pooled connection and a "try again" status are retried
-        within ``max_attempts``; an error once the body flows is not (the caller has seen part of
-        it)."""
+        (``Stream.not_modified``). An error once the body flows is not retried (the caller has
+        seen part of it)."""
+        headers = {"If-None-Match": f'"{if_none_match}"'} if if_none_match else {}
+        response = await self._send("GET", bucket, key, headers)
+        return await Stream.start(response, max_bytes, not_modified_ok=bool(if_none_match))
+
+    async def head(self, bucket: str, key: str) -> ObjectInfo:
+        """The object's size, ETag and date. Raises :class:`S3Error` subclasses."""
+        response = await self._send("HEAD", bucket, key, {})
+        try:
+            if response.status != 200:
+                raise await _status_error(response)
+            modified = response.headers.get("Last-Modified")
+            return ObjectInfo(
+                bucket=bucket, key=key, size=response.content_length or 0,
+                etag=response.headers.get("ETag", "").strip('"'),
+                last_modified=email.utils.parsedate_to_datetime(modified) if modified else None,
+            )
+        finally:
+            response.release()
+
+    async def put(self, bucket: str, key: str, body: bytes, *, content_type: str | None = None,
+                  metadata: dict[str, str] | None = None, cache_control: str | None = None) -> None:
+        """Store an object (private: no ACL is ever set). Raises :class:`S3Error` subclasses."""
+        headers = {f"{_META}{name.lower()}": value for name, value in (metadata or {}).items()}
+        if content_type:
+            headers["Content-Type"] = content_type
+        if cache_control:
+            headers["Cache-Control"] = cache_control
+        response = await self._send("PUT", bucket, key, headers, body)
+        try:
+            if response.status != 200:
+                raise await _status_error(response)
+        finally:
+            response.release()
+
+    async def _send(self, method: str, bucket: str, key: str, headers: dict[str, str],
+                    body: bytes | None = None) -> aiohttp.ClientResponse:
+        """The signed request's response (release it). A stale pooled connection and a "try
+        again" status are retried within ``max_attempts``."""
         session, credentials = await self._ready()
         url = self.url(bucket, key)
-        headers = {"If-None-Match": f'"{if_none_match}"'} if if_none_match else {}
         attempts = max(1, self.settings.max_attempts)
         for attempt in range(attempts):
             last = attempt == attempts - 1
             frozen = await credentials.get_frozen_credentials()
-            signed = AWSRequest(method="GET", url=url, headers=dict(headers))
+            signed = AWSRequest(method=method, url=url, headers=dict(headers), data=body or b"")
+            # over https S3 takes an unsigned payload; over http the body's SHA-256 is signed
             S3SigV4Auth(frozen, "s3", self.region).add_auth(signed)
             try:
-                response = await session.get(yarl.URL(url, encoded=True), headers=dict(signed.headers.items()))
+                response = await session.request(method, yarl.URL(url, encoded=True),
+                                                 headers=dict(signed.headers.items()), data=body)
             except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as error:
                 if last:
                     raise Unavailable(f"S3 unreachable: {error}") from error
@@ -108,7 +147,7 @@ class SignedGet:
                 raise Unavailable(f"S3 failed: {error!r}") from error
             else:
                 if response.status not in _RETRY_STATUSES or last:
-                    return await Stream.start(response, max_bytes, not_modified_ok=bool(if_none_match))
+                    return response
                 response.release()
             await asyncio.sleep(0.05 * 2**attempt)
         raise AssertionError("unreachable")  # pragma: no cover - the last attempt returns or raises
