@@ -62,7 +62,8 @@ def test_should_not_keep_a_result_read_before_a_purge_that_ended_before_it_was_k
 
 
 def test_hot_results_expire_and_are_bounded() -> None:
-    hot = memory.HotResults(800, 0.2, memory.Generations())
+    entry = 100 + memory.ENTRY_OVERHEAD
+    hot = memory.HotResults(8 * entry, 0.2, memory.Generations())
     hot.put("big", result(b"x" * 101), hot.generations.now(SOURCE))  # over an eighth: not kept
     assert hot.get("big") is None
     for index in range(10):
@@ -77,7 +78,8 @@ def test_hot_results_expire_and_are_bounded() -> None:
 
 
 def test_recent_originals_keep_bodies_with_an_etag_within_their_budget() -> None:
-    recent = memory.RecentOriginals(4000)
+    entry = 1000 + memory.ENTRY_OVERHEAD
+    recent = memory.RecentOriginals(4 * entry)
     recent.put(SOURCE, memory.Original("e1", b"1" * 1000, "image/jpeg", None))
     assert recent.get(SOURCE).etag == "e1"
     recent.put(SOURCE, memory.Original("e2", b"2" * 1001, "image/jpeg", None))  # over a quarter
@@ -88,6 +90,16 @@ def test_recent_originals_keep_bodies_with_an_etag_within_their_budget() -> None
         recent.put(Source("images", f"{index}.jpg"), memory.Original("e", b"x" * 1000, None, None))
     assert len(recent) == 4
     assert memory.RecentOriginals(0).get(SOURCE) is None
+
+
+def test_should_count_each_entrys_bookkeeping_against_the_budget() -> None:
+    """64k one-byte icons must not hold far more memory than the budget says."""
+    recent = memory.RecentOriginals(64 * memory.ENTRY_OVERHEAD)
+    hot = memory.HotResults(64 * memory.ENTRY_OVERHEAD, 60, memory.Generations())
+    for index in range(1000):
+        recent.put(Source("images", f"{index}.png"), memory.Original("e", b"x", None, None))
+        hot.put(f"k{index}", result(b"x"), hot.generations.now(SOURCE))
+    assert len(recent) < 64 and len(hot) < 64
 
 
 def test_a_replayed_original_reads_like_a_download(tmp_path) -> None:
@@ -139,20 +151,27 @@ def test_should_render_the_new_original_after_an_overwrite_that_sent_no_event(s3
     assert Image.open(io.BytesIO(blue.content)).convert("RGB").getpixel((5, 5)) == (0, 0, 255)
 
 
-def test_a_repeated_hit_is_served_from_memory(s3, thumbor_factory, uid) -> None:
-    thumbor = thumbor_factory(IMGSTACK_PROCESSES="1")
+def test_a_repeated_hit_is_served_from_memory_as_s3_served_it(s3, thumbor_factory, uid) -> None:
+    thumbor = thumbor_factory(IMGSTACK_PROCESSES="1", SEND_IF_MODIFIED_LAST_MODIFIED_HEADERS="True")
     key = f"{uid}/hot.jpg"
     upload(s3, key)
     url = sign(f"{BUCKET}/{key}", base=thumbor.url, width=90, height=60)
     rendered = httpx.get(url, headers=PLAIN)
     wait_for_derived(s3, key)
+    from_s3 = httpx.get(url, headers=PLAIN)
     before = scrape(thumbor.url)
-    again = httpx.get(url, headers=PLAIN)
+    from_memory = httpx.get(url, headers=PLAIN)
     after = scrape(thumbor.url)
-    assert again.status_code == 200 and again.content == rendered.content
-    assert again.headers["content-type"] == "image/jpeg"
     assert value(after, "imgstack_memory_hits_total", tier="results") == \
         value(before, "imgstack_memory_hits_total", tier="results") + 1
+    assert from_memory.status_code == from_s3.status_code == 200
+    assert from_memory.content == from_s3.content == rendered.content
+    for header in ("content-type", "etag", "last-modified", "cache-control", "vary"):
+        assert from_memory.headers.get(header) == from_s3.headers.get(header), header
+    conditional = httpx.get(url, headers=PLAIN | {"If-None-Match": from_s3.headers["etag"]})
+    assert conditional.status_code == 304
+    since = httpx.get(url, headers=PLAIN | {"If-Modified-Since": from_s3.headers["last-modified"]})
+    assert since.status_code == 304
 
 
 def test_should_not_serve_a_deleted_photo_from_any_workers_memory(s3, thumbor_factory, uid) -> None:
@@ -164,8 +183,13 @@ def test_should_not_serve_a_deleted_photo_from_any_workers_memory(s3, thumbor_fa
     url = sign(f"{BUCKET}/{key}", base=thumbor.url, width=80, height=60)
     assert httpx.get(url, headers=PLAIN).status_code == 200
     wait_for_derived(s3, key)
-    for _ in range(12):  # new connections: both workers take some
+    before = scrape(thumbor.url)
+    for _ in range(12):  # new connections: both workers take some (all to one: 1 in 2,048)
         assert httpx.get(url, headers=PLAIN).status_code == 200
+    # each worker read it from S3 once, then from memory
+    served_from_memory = value(scrape(thumbor.url), "imgstack_memory_hits_total", tier="results") - \
+        value(before, "imgstack_memory_hits_total", tier="results")
+    assert served_from_memory >= 10
     s3.delete_object(Bucket=BUCKET, Key=key)
     assert post(thumbor, minio_event("console-delete.json", BUCKET, key, safe="")).status_code == 200
     statuses = {httpx.get(url, headers=PLAIN).status_code for _ in range(12)}
@@ -175,16 +199,18 @@ def test_should_not_serve_a_deleted_photo_from_any_workers_memory(s3, thumbor_fa
 def test_a_result_deleted_behind_the_servers_back_is_served_for_at_most_the_hot_seconds(
         s3, thumbor_factory, uid) -> None:
     """``imgstack purge`` and another replica's purges reach a worker's memory only by time."""
-    thumbor = thumbor_factory(IMGSTACK_PROCESSES="1", IMGSTACK_HOT_RESULTS_SECONDS="1")
+    thumbor = thumbor_factory(IMGSTACK_PROCESSES="1", IMGSTACK_HOT_RESULTS_SECONDS="2")
     key = f"{uid}/behind.jpg"
     upload(s3, key)
     url = sign(f"{BUCKET}/{key}", base=thumbor.url, width=70, height=50)
     assert httpx.get(url, headers=PLAIN).status_code == 200
     wait_for_derived(s3, key)
+    assert httpx.get(url, headers=PLAIN).status_code == 200  # read from S3, now in memory
     s3.delete_object(Bucket=BUCKET, Key=key)
     for stored in s3.list_objects_v2(Bucket=DERIVED, Prefix=f"{BUCKET}/{key}/").get("Contents", []):
         s3.delete_object(Bucket=DERIVED, Key=stored["Key"])
-    time.sleep(1.2)
+    assert httpx.get(url, headers=PLAIN).status_code == 200  # still in this worker's memory
+    time.sleep(2.2)
     assert httpx.get(url, headers=PLAIN).status_code == 404
 
 

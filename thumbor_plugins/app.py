@@ -23,7 +23,7 @@ import hashlib
 import time
 from typing import Any
 
-from . import memory, observe, pipeline, result_storage, singleflight, thumbor_adapter
+from . import observe, pipeline, result_storage, singleflight, thumbor_adapter
 from .settings import settings_of
 
 
@@ -78,7 +78,6 @@ class ImageHandler(thumbor_adapter.ImagingAdapter):
 
         settings, state = self.service_settings, self.state
         state.decision = decision
-        state.purges_before = memory.generations().now(decision.source)
         # the lookups are ours (before the render lock and after waiting for it): Thumbor's
         # pipeline must not read the result storage a second time
         state.looked_up = bool(settings.result_storage) and (

@@ -83,7 +83,7 @@ Config.define(
     "Result storage")
 Config.define(
     "IMGSTACK_HOT_RESULTS_BYTES", 32 * MIB,
-    "Memory per worker process for results it served or stored lately, served again without "
+    "Memory per worker process for results it read from the result storage lately, served again without "
     "asking S3 (see IMGSTACK_HOT_RESULTS_SECONDS). Results over an eighth of this are not kept. "
     "0: off (every hit reads S3).", "Result storage")
 Config.define(

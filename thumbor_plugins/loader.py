@@ -113,6 +113,8 @@ async def _fetch(context, source: sources.Source) -> LoaderResult:  # noqa: ANN0
             stream = held.replay() if opened.not_modified and held is not None else opened
             if stream is not opened:
                 observe.memory_hit("originals")
+            elif held is not None:
+                recent.forget(source)  # superseded: kept again below if the new one fits
             if own:
                 state.loaded_at = time.perf_counter()
                 state.source_etag = stream.etag

@@ -10,15 +10,16 @@ of every render). Only originals held in memory are kept (spooled ones are files
 quarter of the budget each.
 
 **Hot results** (``IMGSTACK_HOT_RESULTS_BYTES``, ``IMGSTACK_HOT_RESULTS_SECONDS``): results this
-worker served from or stored to the result storage, served again without asking S3 for at most
-that many seconds. A purge must still reach them (../shared/DESIGN.md):
+worker read from the result storage, served again without asking S3 for at most that many
+seconds, with what S3 answered (its Last-Modified, not this server's clock). A purge must still
+reach them (../shared/DESIGN.md):
 
 - a purge on any worker of this server drops the purged original's entries in every worker at
   once: :class:`Generations`, counters shared through a memory-mapped file in the directory
   :mod:`thumbor_plugins.serve` makes for its workers, one per slot of the original's prefix.
-  An entry carries the counter of its original as it was *before* its bytes were read from S3
-  (or before the render that stored them started); the purge adds one *after* its deletes, so
-  an entry read before the deletes is never served after them;
+  An entry carries the counter of its original as it was *before* its bytes were read from S3;
+  the purge adds one *after* its deletes, so an entry read before the deletes is never served
+  after them;
 - a purge that reaches another replica (events go to one of them), or ``imgstack purge``,
   reaches this tier within ``IMGSTACK_HOT_RESULTS_SECONDS`` (10 by default; the compose stack's
   nginx cache keeps a result up to 10 minutes).
@@ -51,6 +52,9 @@ SLOTS = 4096
 _COUNTER = struct.Struct("<Q")
 #: the shared counters' file in the workers' directory
 FILE_NAME = "purges.bin"
+#: bytes counted per entry on top of its body (the entry, its key, the cache's bookkeeping: about
+#: 550-830 bytes measured), so that a budget holds as much with tiny bodies as it says
+ENTRY_OVERHEAD = 1024
 
 
 class Generations:
@@ -107,7 +111,8 @@ class HotResults:
         self._max_item = max_bytes // 8
         self._cache: TTLCache[str, _Hot] | None = None
         if max_bytes > 0 and seconds > 0:
-            self._cache = TTLCache(maxsize=max_bytes, ttl=seconds, getsizeof=lambda hot: len(hot.data.body))
+            self._cache = TTLCache(maxsize=max_bytes, ttl=seconds,
+                                   getsizeof=lambda hot: len(hot.data.body) + ENTRY_OVERHEAD)
 
     def get(self, key: str) -> ObjectData | None:
         if self._cache is None:
@@ -122,8 +127,8 @@ class HotResults:
 
     def put(self, key: str, data: ObjectData, before: tuple[int, int]) -> None:
         """Keep ``data`` under ``key``; ``before`` is :meth:`Generations.now` of its original,
-        taken before ``data`` was read (or rendered)."""
-        if self._cache is None or len(data.body) > self._max_item:
+        taken before ``data`` was read."""
+        if self._cache is None or len(data.body) + ENTRY_OVERHEAD > self._max_item:
             return
         slot, generation = before
         if self.generations.count(slot) != generation:
@@ -181,7 +186,8 @@ class RecentOriginals:
         self._max_item = max_bytes // 4
         self._cache: LRUCache[Source, Original] | None = None
         if max_bytes > 0:
-            self._cache = LRUCache(maxsize=max_bytes, getsizeof=lambda original: len(original.body))
+            self._cache = LRUCache(maxsize=max_bytes,
+                                   getsizeof=lambda original: len(original.body) + ENTRY_OVERHEAD)
 
     def get(self, source: Source) -> Original | None:
         return None if self._cache is None else self._cache.get(source)
@@ -189,7 +195,7 @@ class RecentOriginals:
     def put(self, source: Source, original: Original) -> None:
         if self._cache is None:
             return
-        if not original.etag or len(original.body) > self._max_item:
+        if not original.etag or len(original.body) + ENTRY_OVERHEAD > self._max_item:
             self._cache.pop(source, None)  # an older version must not be confirmed by its ETag
             return
         self._cache[source] = original

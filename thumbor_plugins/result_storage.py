@@ -13,6 +13,9 @@ a result stored after the purge that its event triggered. The original's ETag is
 result's metadata (``source-etag``): with ``IMGSTACK_REVALIDATE_ORIGINALS`` a hit is served only
 while the original still has it (one HEAD per hit), for S3 servers that send no events.
 
+A result read from S3 is kept in the worker's memory for a few seconds and served from there
+(:class:`thumbor_plugins.memory.HotResults`: a purge on this server drops it at once).
+
 Our image handler looks results up itself with :func:`lookup` (before the render lock, and again
 after waiting for another request's render) and serves hits without Thumbor's pipeline; it then
 marks the request (``RequestState.looked_up``) so that :meth:`Storage.get` does not read again.
@@ -132,18 +135,12 @@ class Storage(BaseStorage):
         if not await self._source_unchanged():
             return None
         etag = self.state.source_etag
-        content_type, metadata = mimetype(image_bytes), {SOURCE_ETAG: etag} if etag else {}
         try:
-            await self.s3.put(self.bucket, key, image_bytes, content_type=content_type, metadata=metadata or None)
+            await self.s3.put(self.bucket, key, image_bytes, content_type=mimetype(image_bytes),
+                              metadata={SOURCE_ETAG: etag} if etag else None)
         except S3Error as error:
             logger.error("result storage write %s failed: %s", key, error)
             return None
-        before = self.state.purges_before
-        if before is not None:
-            now = datetime.datetime.now(datetime.UTC).replace(microsecond=0)  # as S3 keeps it
-            stored = ObjectData(body=image_bytes, etag="", content_type=content_type, last_modified=now,
-                                metadata=metadata)
-            memory.tiers(Settings.of(self.context.config)).results.put(key, stored, before)
         return key
 
     async def _source_unchanged(self) -> bool:

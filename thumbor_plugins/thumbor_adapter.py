@@ -70,9 +70,6 @@ class RequestState:
     #: the original's size, when the render is made from its stored intermediate (the engine
     #: takes the output's proportions from it, as it does after a reduced decode)
     intermediate_of: tuple[int, int] | None = None
-    #: the original's purge counter (:meth:`.memory.Generations.now`) before anything was read:
-    #: a render kept in memory is dropped if its original was purged since
-    purges_before: tuple[int, int] | None = None
 
 
 #: the one attribute of Thumbor's RequestParameters that carries our state

@@ -326,8 +326,9 @@ class Engine(pil_engine.Engine):
         if alpha:
             # as Pillow does: colours are resampled weighted by their opacity. Back in the source's
             # format before resampling, as libvips' own thumbnail does: its integer resamplers
-            # take 8-bit images; a float one cost 1.6x the time for RGBA (docs/decisions.md)
-            image = image.premultiply().cast(source.format)
+            # take 8-bit images; a float one cost 1.6x the time for RGBA (docs/decisions.md).
+            # Rounded, not truncated: truncating darkened semi-transparent edges by a level or two
+            image = image.premultiply().rint().cast(source.format)
         image = image.resize(size[0] / image.width, vscale=size[1] / image.height, kernel="lanczos3")
         if (image.width, image.height) != size:
             image = image.gravity("north-west", *size, extend="copy")  # float rounding: +-1 pixel

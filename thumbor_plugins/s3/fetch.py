@@ -124,8 +124,9 @@ class SignedRequests:
 
     async def _send(self, method: str, bucket: str, key: str, headers: dict[str, str],
                     body: bytes | None = None) -> aiohttp.ClientResponse:
-        """The signed request's response (release it). A stale pooled connection and a "try
-        again" status are retried within ``max_attempts``."""
+        """The signed request's response (release it). A stale pooled connection, a connection
+        that timed out before the request was sent and a "try again" status are retried within
+        ``max_attempts``."""
         session, credentials = await self._ready()
         url = self.url(bucket, key)
         attempts = max(1, self.settings.max_attempts)
@@ -133,7 +134,7 @@ class SignedRequests:
             last = attempt == attempts - 1
             frozen = await credentials.get_frozen_credentials()
             signed = AWSRequest(method=method, url=url, headers=dict(headers), data=body or b"")
-            # over https S3 takes an unsigned payload; over http the body's SHA-256 is signed
+            # the payload is signed with its SHA-256 (no Content-MD5 is sent, so botocore signs it)
             S3SigV4Auth(frozen, "s3", self.region).add_auth(signed)
             try:
                 response = await session.request(method, yarl.URL(url, encoded=True),
@@ -141,6 +142,9 @@ class SignedRequests:
             except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as error:
                 if last:
                     raise Unavailable(f"S3 unreachable: {error}") from error
+            except aiohttp.ConnectionTimeoutError as error:  # nothing was sent: safe to send again
+                if last:
+                    raise Unavailable(f"S3 timed out: {error}", timeout=True) from error
             except aiohttp.ServerTimeoutError as error:
                 raise Unavailable(f"S3 timed out: {error}", timeout=True) from error
             except aiohttp.ClientError as error:
