@@ -93,6 +93,22 @@ def test_dev_prints_ready_serves_and_stops_everything(tmp_path) -> None:
         assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text(), pid
 
 
+def test_after_the_first_stop_signal_a_second_ctrl_c_cannot_interrupt_the_stopping() -> None:
+    """A second Ctrl-C (or the same signal sent to the whole process group too) used to land in
+    the middle of the stop and print a traceback."""
+    from thumbor_plugins.cli import dev
+
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with pytest.raises(dev._Stop):
+            dev._raise_stop(signal.SIGINT, None)
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 @pytest.mark.integration  # starts imgstack dev / its own S3 server
 def test_dev_uses_key_from_environment_and_keeps_data(tmp_path) -> None:
     key = "a-key-from-the-environment-0123456789"

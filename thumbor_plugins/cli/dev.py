@@ -116,6 +116,10 @@ class _S3Failed(Exception):
 
 
 def _raise_stop(signum: int, frame: object) -> None:  # noqa: ARG001
+    # the first signal stops everything; later ones (a second Ctrl-C, a signal sent to the whole
+    # process group as well) must not interrupt the stopping
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
     raise _Stop(signum)
 
 
