@@ -41,6 +41,29 @@ def test_purge_counters_are_shared_by_the_workers_of_one_server(tmp_path) -> Non
     assert memory.Generations(str(tmp_path)).now(SOURCE) == two.now(SOURCE)  # a worker started later
 
 
+def test_purges_by_two_workers_at_once_each_move_the_counter(tmp_path) -> None:
+    """An entry read between two purges of the same original must be dropped by the second."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    go = context.Event()
+    workers = [context.Process(target=_purge_many, args=(str(tmp_path), 50_000, go)) for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    go.set()
+    for worker in workers:
+        worker.join(120)
+    assert [worker.exitcode for worker in workers] == [0, 0]
+    assert memory.Generations(str(tmp_path)).now(SOURCE)[1] == 100_000
+
+
+def _purge_many(directory: str, times: int, go) -> None:  # noqa: ANN001
+    counters = memory.Generations(directory)
+    go.wait(60)
+    for _ in range(times):
+        counters.purged(SOURCE)
+
+
 def test_should_not_serve_a_hot_result_purged_by_another_worker(tmp_path) -> None:
     mine, theirs = memory.Generations(str(tmp_path)), memory.Generations(str(tmp_path))
     hot = memory.HotResults(1 << 20, 60, mine)

@@ -30,6 +30,7 @@ With ``IMGSTACK_REVALIDATE_ORIGINALS`` a hot hit is checked like any other (one 
 from __future__ import annotations
 
 import datetime
+import fcntl
 import mmap
 import os
 import struct
@@ -65,16 +66,16 @@ class Generations:
     def __init__(self, directory: str | None = None) -> None:
         size = SLOTS * _COUNTER.size
         self._counters: mmap.mmap | bytearray
+        #: the shared file, kept open to lock a slot while adding to it
+        self._fd: int | None = None
         if directory is None:
             self._counters = bytearray(size)
             return
         fd = os.open(os.path.join(directory, FILE_NAME), os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            if os.fstat(fd).st_size < size:
-                os.ftruncate(fd, size)  # zeros; a worker that finds it sized keeps the counts
-            self._counters = mmap.mmap(fd, size)
-        finally:
-            os.close(fd)
+        if os.fstat(fd).st_size < size:
+            os.ftruncate(fd, size)  # zeros; a worker that finds it sized keeps the counts
+        self._counters = mmap.mmap(fd, size)
+        self._fd = fd
 
     @staticmethod
     def slot(source: Source) -> int:
@@ -91,9 +92,17 @@ class Generations:
 
     def purged(self, source: Source) -> None:
         """The original's results were just deleted: entries read before are dropped, in every
-        worker. Two workers adding at once may count once; the counter moved, which is enough."""
+        worker. Each purge moves the counter: two workers purging at once add one each (the
+        slot is locked while it is added to), so an entry read between them is dropped too."""
         slot = self.slot(source)
-        _COUNTER.pack_into(self._counters, slot * _COUNTER.size, (self.count(slot) + 1) % 2**64)
+        offset = slot * _COUNTER.size
+        if self._fd is not None:
+            fcntl.lockf(self._fd, fcntl.LOCK_EX, _COUNTER.size, offset)
+        try:
+            _COUNTER.pack_into(self._counters, offset, (self.count(slot) + 1) % 2**64)
+        finally:
+            if self._fd is not None:
+                fcntl.lockf(self._fd, fcntl.LOCK_UN, _COUNTER.size, offset)
 
 
 @dataclass(frozen=True, slots=True)
