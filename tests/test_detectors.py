@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -53,3 +54,26 @@ def test_alone_it_detects_nothing() -> None:
     ctx = context()
     asyncio.run(Detector(ctx, 0, [Detector]).detect())
     assert ctx.request.focal_points == []
+
+
+class Slow(BaseDetector):
+    running = 0
+    most = 0
+
+    async def detect(self) -> None:
+        Slow.running += 1
+        Slow.most = max(Slow.most, Slow.running)
+        time.sleep(0.05)  # OpenCV's work: it holds the thread, not the loop
+        Slow.running -= 1
+
+
+def test_should_never_run_two_detections_at_once_in_one_process() -> None:
+    """OpenCV's cascade, shared by Thumbor's detector class, is not thread-safe: two detections at
+    once (an upload's warm and a browser's request) failed with ``vector::_M_range_check``, a 500."""
+
+    async def four_at_once() -> None:
+        await asyncio.gather(*(Detector(context(), 0, [Detector, Slow]).detect() for _ in range(4)))
+
+    Slow.most = 0
+    asyncio.run(four_at_once())
+    assert Slow.most == 1
