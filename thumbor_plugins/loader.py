@@ -22,10 +22,10 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import OrderedDict
 from typing import Any
 
 import pyvips
+from cachetools import LRUCache
 from thumbor.loaders import LoaderResult
 
 from . import engine, limits, memory, mezzanine, observe, singleflight, sources, spool
@@ -39,11 +39,10 @@ logger = logging.getLogger("imgstack.loader")
 
 #: bytes of an original read before its header is judged (JPEG's EXIF and ICC segments come first)
 _HEAD = 256 * 1024
-#: originals of this process's recent misses that have an intermediate (and what it is), most
-#: recent last: a later miss asks for the intermediate and the original's ETag (HEAD) at once,
+#: originals of this process's recent misses that have an intermediate (and what it is), the 4096
+#: most recently used: a later miss asks for the intermediate and the original's ETag (HEAD) at once,
 #: instead of opening the original's GET only to drop it (an S3 server may go on reading)
-_known_huge: OrderedDict[sources.Source, mezzanine.Plan] = OrderedDict()
-_KNOWN_HUGE_MAX = 4096
+_known_huge: LRUCache[sources.Source, mezzanine.Plan] = LRUCache(maxsize=4096)
 
 
 def validate(context, url: str) -> bool:  # noqa: ANN001 - Thumbor's signature
@@ -165,11 +164,8 @@ async def _read_body(stream: Any, settings: Settings) -> Any:
 def _remember(source: sources.Source, plan: mezzanine.Plan | None) -> None:
     if plan is None:
         _known_huge.pop(source, None)
-        return
-    _known_huge[source] = plan
-    _known_huge.move_to_end(source)
-    while len(_known_huge) > _KNOWN_HUGE_MAX:
-        _known_huge.popitem(last=False)
+    else:
+        _known_huge[source] = plan
 
 
 async def _known_intermediate(s3: AsyncS3, settings: Settings, source: sources.Source,

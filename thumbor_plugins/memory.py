@@ -117,15 +117,13 @@ class HotResults:
 
     def __init__(self, max_bytes: int, seconds: float, generations: Generations) -> None:
         self.generations = generations
-        self._max_item = max_bytes // 8
-        self._cache: TTLCache[str, _Hot] | None = None
-        if max_bytes > 0 and seconds > 0:
-            self._cache = TTLCache(maxsize=max_bytes, ttl=seconds,
-                                   getsizeof=lambda hot: len(hot.data.body) + ENTRY_OVERHEAD)
+        # off (0 bytes or seconds): nothing fits
+        self._max_item = max_bytes // 8 if seconds > 0 else 0
+        self._cache: TTLCache[str, _Hot] = TTLCache(
+            maxsize=max(1, max_bytes), ttl=seconds if seconds > 0 else 1,
+            getsizeof=lambda hot: len(hot.data.body) + ENTRY_OVERHEAD)
 
     def get(self, key: str) -> ObjectData | None:
-        if self._cache is None:
-            return None
         hot = self._cache.get(key)
         if hot is None:
             return None
@@ -137,7 +135,7 @@ class HotResults:
     def put(self, key: str, data: ObjectData, before: tuple[int, int]) -> None:
         """Keep ``data`` under ``key``; ``before`` is :meth:`Generations.now` of its original,
         taken before ``data`` was read."""
-        if self._cache is None or len(data.body) + ENTRY_OVERHEAD > self._max_item:
+        if len(data.body) + ENTRY_OVERHEAD > self._max_item:
             return
         slot, generation = before
         if self.generations.count(slot) != generation:
@@ -145,11 +143,10 @@ class HotResults:
         self._cache[key] = _Hot(data, slot, generation)
 
     def forget(self, key: str) -> None:
-        if self._cache is not None:
-            self._cache.pop(key, None)
+        self._cache.pop(key, None)
 
     def __len__(self) -> int:
-        return 0 if self._cache is None else len(self._cache)
+        return len(self._cache)
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,29 +189,24 @@ class RecentOriginals:
     """Originals by (bucket, key), least recently used out first; see the module docstring."""
 
     def __init__(self, max_bytes: int) -> None:
-        self._max_item = max_bytes // 4
-        self._cache: LRUCache[Source, Original] | None = None
-        if max_bytes > 0:
-            self._cache = LRUCache(maxsize=max_bytes,
-                                   getsizeof=lambda original: len(original.body) + ENTRY_OVERHEAD)
+        self._max_item = max_bytes // 4  # off (0 bytes): nothing fits
+        self._cache: LRUCache[Source, Original] = LRUCache(
+            maxsize=max(1, max_bytes), getsizeof=lambda original: len(original.body) + ENTRY_OVERHEAD)
 
     def get(self, source: Source) -> Original | None:
-        return None if self._cache is None else self._cache.get(source)
+        return self._cache.get(source)
 
     def put(self, source: Source, original: Original) -> None:
-        if self._cache is None:
-            return
         if not original.etag or len(original.body) + ENTRY_OVERHEAD > self._max_item:
             self._cache.pop(source, None)  # an older version must not be confirmed by its ETag
             return
         self._cache[source] = original
 
     def forget(self, source: Source) -> None:
-        if self._cache is not None:
-            self._cache.pop(source, None)
+        self._cache.pop(source, None)
 
     def __len__(self) -> int:
-        return 0 if self._cache is None else len(self._cache)
+        return len(self._cache)
 
 
 @dataclass(frozen=True, slots=True)
