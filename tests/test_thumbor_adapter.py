@@ -72,3 +72,37 @@ def test_the_keyfile_signs(tmp_path) -> None:  # noqa: ANN001
     assert settings.signing_keys == (KEY,) and settings.processes == 3
     with pytest.raises(SettingError, match="SECURITY_KEY holds a key of 5 characters"):
         checked_settings([f"--conf={conf}"])
+
+
+def test_workers_run_thumbor_on_uvloop(monkeypatch) -> None:  # noqa: ANN001
+    import asyncio
+
+    import thumbor.server
+    import uvloop
+
+    from thumbor_plugins.thumbor_adapter import run_thumbor
+
+    seen = []
+    monkeypatch.setattr(thumbor.server, "main", lambda arguments: seen.append((arguments, asyncio.get_event_loop())))
+    try:
+        run_thumbor(["--port=1"])
+        (arguments, loop), = seen
+        assert arguments == ["--port=1"] and isinstance(loop, uvloop.Loop)
+    finally:
+        asyncio.get_event_loop().close()
+        asyncio.set_event_loop(None)
+
+
+def test_the_supervisor_starts_workers_through_its_own_entry_point(monkeypatch) -> None:  # noqa: ANN001
+    started = []
+
+    class Popen:
+        pid = 4242
+
+        def __init__(self, argv, **kwargs) -> None:  # noqa: ANN001, ANN003
+            started.append(argv)
+
+    monkeypatch.setattr(serve.subprocess, "Popen", Popen)
+    supervisor = serve.Supervisor([type("Sock", (), {"fileno": lambda self: 7})()], ["--conf=x.conf"])
+    supervisor.spawn(0)
+    assert started == [[serve.sys.executable, "-m", "thumbor_plugins.serve", "--fd=7", "--conf=x.conf"]]

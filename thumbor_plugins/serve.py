@@ -78,7 +78,8 @@ class Supervisor:
 
     def spawn(self, slot: int) -> None:
         fd = self.sockets[slot].fileno()
-        argv = [sys.executable, "-m", "thumbor.server", f"--fd={fd}", *self.args]
+        # through this module's --fd path: one worker, on the event loop run_thumbor picks
+        argv = [sys.executable, "-m", "thumbor_plugins.serve", f"--fd={fd}", *self.args]
         worker = subprocess.Popen(argv, pass_fds=(fd,), preexec_fn=_die_with_parent)  # noqa: S603, PLW1509
         self.workers[worker.pid] = (slot, worker)
 
