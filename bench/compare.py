@@ -1,7 +1,7 @@
 """Side by side, in one run: imgstack (as ``imgstack dev`` starts it), stock Thumbor 7.8 + tc_aws
 7.0.4, and the bare imaging libraries (Pillow, pyvips) on the same requests (issue 11).
 
-Run from a checkout: ``scripts/setup && .venv/bin/python bench/compare.py`` (about 10 minutes on
+Run from a checkout: ``scripts/setup && .venv/bin/python bench/compare.py`` (about 15 minutes on
 2 cores; ``--quick`` about 2). It fetches its corpus (Debian wallpaper packages, Thumbor's
 portraits) into .cache/bench/, creates .cache/bench/stock-venv for the stock stack, starts the
 embedded S3 server, both stacks and a pool of library workers, all on loopback, measures, stops
@@ -11,7 +11,10 @@ Rows:
 - misses: every request a render. Each request has a size used nowhere else in the run
   (``fit-in/WxH``, ``WxH`` fill or ``WxH/smart``, W in 400-512), so it is a new result-storage key;
   concurrency 1 and 4, keep-alive connections; the bare libraries render the same requests from
-  bytes in memory with ``min(concurrency, cores)`` jobs in flight.
+  bytes in memory with ``min(concurrency, cores)`` jobs in flight. Each row is measured in rounds
+  (``--rounds``, 3): in a round every target in turn renders the round's sizes for ``--duration``
+  seconds, so that a slower or faster spell of this shared machine falls on every target; a
+  target's req/s is the median of its rounds.
 - hits: the same URLs again (our result storage answers) against presigned GETs of the same
   bytes straight from S3, through the same client loop.
 Per row: req/s, p50/p95 latency, CPU ms per request of the server's process tree (and of the S3
@@ -26,6 +29,7 @@ import multiprocessing
 import os
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -144,22 +148,63 @@ def _round(value: float | None, digits: int) -> float | None:
     return None if value is None else round(value, digits)
 
 
-def summarize(run: Run, cpu: float, rss: int) -> dict:
+@dataclass
+class Measured:
+    """One target's figures over one stretch of requests (a row, or one round of a row)."""
+
+    run: Run
+    cpu: float  # seconds of the server tree's (or the library workers') CPU
+    rss: int  # peak bytes
+    s3_cpu: float | None = None
+    health: list[float] | None = None  # /healthcheck latencies, seconds, when probed
+    health_failures: int = 0
+
+    @property
+    def ok(self) -> int:
+        return sum(1 for s in self.run.samples if s.status == 200)
+
+    @property
+    def rps(self) -> float:
+        return self.ok / self.run.seconds if self.run.seconds else 0.0
+
+
+def summarize(parts: list[Measured]) -> dict:
+    """A row from its rounds: req/s is the median of the rounds' (each round's target measured
+    back to back with the others', so that the machine's drift over a run — other tenants, clock
+    changes — moves every target alike); latencies and CPU are over every request of the rounds."""
+    run = Run(samples=[s for part in parts for s in part.run.samples], seconds=sum(p.run.seconds for p in parts))
     ok = [s for s in run.samples if s.status == 200]
     latencies = [s.latency for s in ok]
+    cpu = sum(part.cpu for part in parts)
     return {
         "requests": len(ok),
         "errors": dict(Counter(s.status for s in run.samples if s.status != 200)),
         "seconds": round(run.seconds, 3),
-        "rps": round(len(ok) / run.seconds, 2) if run.seconds else 0.0,
+        "rps": round(statistics.median(part.rps for part in parts), 2),
+        "rps_rounds": [round(part.rps, 2) for part in parts],
         "p50_ms": _ms(percentile(latencies, 0.5)),
         "p95_ms": _ms(percentile(latencies, 0.95)),
         "p95_over_p50_per_original": _round(spread_per_group(ok), 2),
         "cpu_ms_per_request": round(cpu / len(ok) * 1000, 1) if ok else None,
-        "peak_rss_mb": round(rss / MIB, 1),
+        "peak_rss_mb": round(max(part.rss for part in parts) / MIB, 1),
         "content_types": dict(Counter(s.content_type.split(";")[0] for s in ok)),
         "mean_bytes": round(sum(s.size for s in ok) / len(ok)) if ok else None,
     }
+
+
+def http_summary(parts: list[Measured]) -> dict:
+    """summarize, plus the S3 server's CPU and the /healthcheck probes of an HTTP target."""
+    row = summarize(parts)
+    ok = row["requests"]
+    row["s3_cpu_ms_per_request"] = round(sum(p.s3_cpu or 0 for p in parts) / ok * 1000, 1) if ok else None
+    probed = [p for p in parts if p.health is not None]
+    if probed:
+        latencies = [x for p in probed for x in p.health or []]
+        row |= {"health_probes": len(latencies), "health_failures": sum(p.health_failures for p in probed),
+                "health_p99_ms": _ms(percentile(latencies, 0.99)),
+                "health_max_ms": _ms(max(latencies, default=None)),
+                "health_latencies_ms": [_ms(x) for x in latencies]}
+    return row
 
 
 class Bench:
@@ -173,27 +218,22 @@ class Bench:
 
     # --- one row ---------------------------------------------------------------------------------
 
-    def http_row(self, server: Server, requests: list[Request], concurrency: int, *, probe: bool) -> dict:
+    def http_part(self, server: Server, requests: list[Request], concurrency: int, *, probe: bool) -> Measured:
         health = HealthProbe(HOST, server.port) if probe else contextlib.nullcontext()
         with TreeMonitor(server.roots) as tree, TreeMonitor(lambda: [self.s3.process.popen.pid]) as s3, health:
             run = http_run(HOST, server.port, requests, concurrency, self.args.duration)
-        row = summarize(run, tree.cpu, tree.peak_rss)
-        ok = row["requests"]
-        row["s3_cpu_ms_per_request"] = round(s3.cpu / ok * 1000, 1) if ok else None
         if probe:
-            row |= {"health_probes": len(health.latencies), "health_failures": health.failures,
-                    "health_p99_ms": _ms(percentile(health.latencies, 0.99)),
-                    "health_max_ms": _ms(max(health.latencies, default=None)),
-                    "health_latencies_ms": [_ms(x) for x in health.latencies]}
-        return row
+            return Measured(run, tree.cpu, tree.peak_rss, s3.cpu, health.latencies, health.failures)
+        return Measured(run, tree.cpu, tree.peak_rss, s3.cpu)
 
-    def bare_row(self, jobs: list[bare.Job], concurrency: int) -> dict:
+    def http_row(self, server: Server, requests: list[Request], concurrency: int, *, probe: bool) -> dict:
+        return http_summary([self.http_part(server, requests, concurrency, probe=probe)])
+
+    def bare_part(self, jobs: list[bare.Job], concurrency: int) -> Measured:
         workers = [p.pid for p in multiprocessing.active_children()]  # the pool's, started by the warm-up
         with TreeMonitor(lambda: workers) as tree:
             run = pool_run(self.pool, bare.render, jobs, min(concurrency, self.args.cores), self.args.duration)
-        row = summarize(run, tree.cpu, tree.peak_rss)
-        row["content_types"] = {CONTENT_TYPES[jobs[0].output]: row["requests"]}
-        return row
+        return Measured(run, tree.cpu, tree.peak_rss)
 
     def record(self, section: str, shape: str, label: str, concurrency: int, target: str, row: dict) -> None:
         row = {"section": section, "shape": shape, "label": label, "concurrency": concurrency, "target": target} | row
@@ -230,17 +270,25 @@ class Bench:
             pool_run(self.pool, bare.render, self.jobs(shape, sizes, library), self.args.cores, 60)
 
     def miss_rows(self, shape: Shape) -> None:
+        """Per concurrency, ``--rounds`` rounds; in each, every target renders the same new sizes,
+        one target after the other."""
         self.warm_up(shape)
         for concurrency in self.args.concurrency:
-            sizes = self.sizes.reserve(shape.mode, self.args.max_requests)
             probe = concurrency == max(self.args.concurrency)
-            for name, server in (("ours", self.ours), ("stock", self.stock)):
-                requests = self.requests(shape, sizes, stock=server is self.stock)
-                self.record("miss", shape.id, shape.label, concurrency, name,
-                            self.http_row(server, requests, concurrency, probe=probe))
-                time.sleep(0.5)  # lets our result-storage writes finish outside the next row
+            parts: dict[str, list[Measured]] = {name: [] for name in ("ours", "stock", "pillow", "pyvips")}
+            for _ in range(self.args.rounds):
+                sizes = self.sizes.reserve(shape.mode, self.args.max_requests)
+                for name, server in (("ours", self.ours), ("stock", self.stock)):
+                    requests = self.requests(shape, sizes, stock=server is self.stock)
+                    parts[name].append(self.http_part(server, requests, concurrency, probe=probe))
+                    time.sleep(0.5)  # lets our result-storage writes finish outside the next target's turn
+                for library in ("pillow", "pyvips"):
+                    parts[library].append(self.bare_part(self.jobs(shape, sizes, library), concurrency))
+            for name in ("ours", "stock"):
+                self.record("miss", shape.id, shape.label, concurrency, name, http_summary(parts[name]))
             for library in ("pillow", "pyvips"):
-                row = self.bare_row(self.jobs(shape, sizes, library), concurrency)
+                row = summarize(parts[library])
+                row["content_types"] = {CONTENT_TYPES[shape.output]: row["requests"]}
                 self.record("miss", shape.id, shape.label, concurrency, library,
                             row | {"same_work": library in shape.same_work})
 
@@ -294,20 +342,26 @@ def upload(s3, files: dict[str, dict[str, Path]]) -> dict[str, list[str]]:
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--duration", type=float, default=8.0, help="seconds per row (default 8)")
-    parser.add_argument("--max-requests", type=int, default=600, help="requests per miss row at most (default 600)")
+    parser.add_argument("--duration", type=float, default=5.0,
+                        help="seconds per target and round (default 5); a hit row: seconds per row")
+    parser.add_argument("--max-requests", type=int, default=500,
+                        help="requests per target and round of a miss row at most (default 500)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="rounds per miss row (default 3): the targets take turns, req/s is the median")
     parser.add_argument("--concurrency", default="1,4", help="client concurrencies (default 1,4)")
     parser.add_argument("--only", default=",".join(SECTIONS), help=f"sections to run, of {','.join(SECTIONS)}")
     parser.add_argument("--quick", action="store_true", help="1-second rows of 50 requests at most: a smoke run")
     args = parser.parse_args()
     if args.quick:
-        args.duration, args.max_requests = 1.0, 50
+        args.duration, args.max_requests, args.rounds = 1.0, 50, 1
     args.concurrency = [int(c) for c in args.concurrency.split(",")]
     args.only = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = set(args.only) - set(SECTIONS)
     if unknown:
         parser.error(f"unknown sections {sorted(unknown)}; known: {','.join(SECTIONS)}")
-    if len(SHAPES) * len(args.concurrency) * args.max_requests + HIT_URLS > Sizes.CAPACITY:
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
+    if len(SHAPES) * len(args.concurrency) * args.rounds * args.max_requests + HIT_URLS > Sizes.CAPACITY:
         parser.error("--max-requests too high: the run would need more distinct sizes than there are")
     args.cores = os.cpu_count() or 1
     return args

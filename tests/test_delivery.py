@@ -457,7 +457,7 @@ def test_should_keep_the_slot_of_a_client_that_hung_up_until_its_work_ends(s3, s
 @pytest.mark.parametrize("second", ["watermark({mark},10,10,50)", "frame({mark})"])
 def test_should_store_renders_that_load_a_second_image(s3, thumbor, uid, second) -> None:
     """watermark() and frame() load another image through the loader; its ETag used to replace the
-    original's in the check the result storage makes before storing, so such renders were never
+    original's in the check the result storage makes when storing, so such renders were never
     stored and every request rendered again."""
     key, mark = f"{uid}/base.jpg", f"{uid}/mark.png"
     upload(s3, key)

@@ -79,6 +79,25 @@ def test_should_not_store_a_render_whose_original_was_overwritten_meanwhile(s3_s
     assert not stored_after_render(s3_server, s3, key, lambda: s3.put_object(Bucket=BUCKET, Key=key, Body=b"new photo"))
 
 
+def test_should_not_keep_a_render_whose_original_was_overwritten_while_its_result_was_being_written(
+        s3_server, s3, uid, monkeypatch) -> None:  # noqa: ANN001
+    """The overwrite lands after the render but before its result does: the overwrite's purge may
+    have listed the results already, so a check made before the write would have let it live on."""
+    from thumbor_plugins.s3.aio import AsyncS3
+
+    key = f"{uid}/raced.jpg"
+    s3.put_object(Bucket=BUCKET, Key=key, Body=ORIGINAL)
+    write = AsyncS3.put
+
+    async def overwrite_then_write(self, bucket, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        if bucket == DERIVED:
+            s3.put_object(Bucket=BUCKET, Key=key, Body=b"new photo")
+        return await write(self, bucket, *args, **kwargs)
+
+    monkeypatch.setattr(AsyncS3, "put", overwrite_then_write)
+    assert not stored_after_render(s3_server, s3, key, lambda: None)
+
+
 # --- the second purge (thumbor_plugins.events.runner) ---------------------------------------
 
 def purge_then_late_write(s3_server, s3, key: str, *, upload_again: bool, monkeypatch) -> list[str]:  # noqa: ANN001

@@ -7,11 +7,14 @@ pass through it is never stored.
 ``RESULT_STORAGE_EXPIRATION_SECONDS`` > 0 makes older results a miss. A failed write is logged and
 the response still succeeds.
 
-A render is stored only if its original is still there, unchanged (one HEAD per stored render,
-none per hit): an original deleted or overwritten while it was being rendered must not live on in
-a result stored after the purge that its event triggered. The original's ETag is kept in the
-result's metadata (``source-etag``): with ``IMGSTACK_REVALIDATE_ORIGINALS`` a hit is served only
-while the original still has it (one HEAD per hit), for S3 servers that send no events.
+A stored render is checked against its original right after the write (one HEAD per stored
+render, none per hit) and deleted again if the original is gone or not the one rendered: an
+original deleted or overwritten while it was being rendered must not live on in a result stored
+after the purge that its event triggered. Checking after the write, not before, leaves no gap:
+an overwrite the check does not see comes after the write, so its purge lists the result and
+deletes it. The original's ETag is kept in the result's metadata (``source-etag``): with
+``IMGSTACK_REVALIDATE_ORIGINALS`` a hit is served only while the original still has it (one
+HEAD per hit), for S3 servers that send no events.
 
 A result read from S3 is kept in the worker's memory for a few seconds and served from there
 (:class:`thumbor_plugins.memory.HotResults`: a purge on this server drops it at once).
@@ -132,8 +135,6 @@ class Storage(BaseStorage):
         key = self.key
         if key is None:
             return None
-        if not await self._source_unchanged():
-            return None
         etag = self.state.source_etag
         try:
             await self.s3.put(self.bucket, key, image_bytes, content_type=mimetype(image_bytes),
@@ -141,9 +142,12 @@ class Storage(BaseStorage):
         except S3Error as error:
             logger.error("result storage write %s failed: %s", key, error)
             return None
+        if not await self._source_unchanged(key):
+            await self._withdraw(key)
+            return None
         return key
 
-    async def _source_unchanged(self) -> bool:
+    async def _source_unchanged(self, key: str) -> bool:
         state = self.state
         if state.source_etag is None or state.decision is None:
             return True  # not loaded by our loader (nothing to compare with)
@@ -151,15 +155,26 @@ class Storage(BaseStorage):
         try:
             current = await self.s3.head(source.bucket, source.key)
         except NotFound:
-            logger.info("not storing %s: its original was deleted while rendering", self.key)
+            logger.info("not keeping %s: its original was deleted while rendering", key)
             return False
         except S3Error as error:
-            logger.warning("not storing %s: cannot check its original: %s", self.key, error)
+            logger.warning("not keeping %s: cannot check its original: %s", key, error)
             return False
         if current.etag != state.source_etag:
-            logger.info("not storing %s: its original changed while rendering", self.key)
+            logger.info("not keeping %s: its original changed while rendering", key)
             return False
         return True
+
+    async def _withdraw(self, key: str) -> None:
+        """Delete a result just stored from an original that has changed since, and drop what
+        this server's workers may have read of it meanwhile (its original's hot results)."""
+        try:
+            await self.s3.delete(self.bucket, [key])
+        except S3Error as error:
+            logger.error("result storage delete of %s failed (rendered from a changed original): %s", key, error)
+        decision = self.state.decision
+        if decision is not None:
+            memory.generations().purged(decision.source)
 
     async def last_updated(self) -> datetime.datetime | None:
         return self._last_modified
