@@ -106,3 +106,21 @@ def test_the_supervisor_starts_workers_through_its_own_entry_point(monkeypatch) 
     supervisor = serve.Supervisor([type("Sock", (), {"fileno": lambda self: 7})()], ["--conf=x.conf"])
     supervisor.spawn(0)
     assert started == [[serve.sys.executable, "-m", "thumbor_plugins.serve", "--fd=7", "--conf=x.conf"]]
+
+
+def test_workers_get_glibcs_malloc_settings_unless_the_environment_sets_them(monkeypatch, tmp_path) -> None:  # noqa: ANN001
+    import os
+
+    from thumbor_plugins import singleflight
+
+    conf = tmp_path / "thumbor.conf"
+    conf.write_text(f"import thumbor_plugins.config\nSECURITY_KEY = {KEY!r}\n")
+    for name in (*serve.MALLOC_DEFAULTS, singleflight.LOCK_DIR_ENV, "PROMETHEUS_MULTIPROC_DIR"):
+        monkeypatch.delenv(name, raising=False)  # restored (removed) after the test
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "999")
+    seen: dict[str, str | None] = {}
+    monkeypatch.setattr(serve, "_listen", lambda ip, port, count: [])
+    monkeypatch.setattr(serve.Supervisor, "run",
+                        lambda self: seen.update({name: os.environ.get(name) for name in serve.MALLOC_DEFAULTS}) or 0)
+    assert serve.main([f"--conf={conf}", "--port=0", "--processes=1"]) == 0
+    assert seen == {"MALLOC_ARENA_MAX": "2", "MALLOC_MMAP_THRESHOLD_": str(64 * 2**20), "MALLOC_TRIM_THRESHOLD_": "999"}

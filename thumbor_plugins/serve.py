@@ -9,8 +9,7 @@ Every option is Thumbor's own (``thumbor --help``) and is passed on. What this a
   and supervises that many ``thumbor --fd`` workers, each on a socket of its own (see
   :func:`_listen`): a worker that dies is restarted on its socket (connections wait in its
   backlog meanwhile), SIGTERM/SIGINT stop them all (SIGKILL after a grace period).
-- ``MALLOC_ARENA_MAX=2`` for the workers unless set: memory freed after a large render goes back
-  to the process instead of staying in per-thread arenas.
+- glibc malloc settings for the workers, each unless set (:data:`MALLOC_DEFAULTS`).
 - With more than one worker and no ``PROMETHEUS_MULTIPROC_DIR``: a fresh private directory for
   it, so ``/metrics`` reports the totals of all workers (removed at exit).
 - A lock directory shared by the workers, for :mod:`thumbor_plugins.singleflight`.
@@ -38,6 +37,21 @@ from . import singleflight
 
 #: seconds a worker gets to finish its requests after SIGTERM
 GRACE = 10.0
+
+_MIB = 1024 * 1024
+#: glibc malloc's settings for the workers, each used unless the environment sets it:
+#: - ``MALLOC_ARENA_MAX``: glibc gives every render thread malloc arenas of its own, and freed
+#:   image buffers stay in them; with 2, far less does.
+#: - ``MALLOC_MMAP_THRESHOLD_``, ``MALLOC_TRIM_THRESHOLD_``: a render's decode buffers (tens of
+#:   MB for a progressive JPEG's coefficients) are reused from the heap instead of being mapped
+#:   fresh and returned on every render, which cost the kernel ~3 of the ~5 ms of system time per
+#:   JPEG miss in the libvips threads (docs/decisions.md). What a worker keeps is bounded by its
+#:   own peak; after a huge original the engine gives the heap back (vips_engine.release_memory).
+MALLOC_DEFAULTS = {
+    "MALLOC_ARENA_MAX": "2",
+    "MALLOC_MMAP_THRESHOLD_": str(64 * _MIB),
+    "MALLOC_TRIM_THRESHOLD_": str(128 * _MIB),
+}
 
 
 def process_count(processes: int) -> int:
@@ -180,9 +194,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if known.fd is not None:  # a socket of the caller's: one worker, this process
             thumbor_adapter.run_thumbor([*rest, f"--port={known.port}", f"--ip={known.ip}", f"--fd={known.fd}"])
             return 0
-        # glibc gives every render thread malloc arenas of its own, and freed image buffers stay
-        # in them; with 2, far less does
-        os.environ.setdefault("MALLOC_ARENA_MAX", "2")
+        for name, value in MALLOC_DEFAULTS.items():
+            os.environ.setdefault(name, value)
         if count > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="imgstack-metrics-")
             owned.append(os.environ["PROMETHEUS_MULTIPROC_DIR"])
