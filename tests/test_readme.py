@@ -129,6 +129,15 @@ def test_every_sh_block_is_known() -> None:
             assert line.startswith(("imgstack ", "export ", *NOT_RUN)), f"README command not covered: {line}"
 
 
+def test_no_section_or_paragraph_of_the_readme_appears_twice() -> None:
+    """An edit that pastes a section back in (it happened once) leaves a reader two versions."""
+    text = README.read_text()
+    headings = re.findall(r"^#+ .*$", text, re.M)
+    assert len(headings) == len(set(headings)), sorted({h for h in headings if headings.count(h) > 1})
+    paragraphs = [p.strip() for p in re.split(r"\n\s*\n", text) if len(p.strip()) > 200]
+    assert len(paragraphs) == len(set(paragraphs)), [p[:80] for p in paragraphs if paragraphs.count(p) > 1]
+
+
 def test_readme_url_examples_make_links_that_render(stack) -> None:  # noqa: ANN001
     [block] = [lines for lines in sh_blocks() if any(line.startswith("imgstack url") for line in lines)]
     outputs = run_block(block, stack)
