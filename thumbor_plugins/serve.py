@@ -155,9 +155,12 @@ def _mark_dead(pid: int) -> None:
 
 
 def _listen(ip: str, port: int, count: int) -> list[socket.socket]:
-    """A listening socket per worker on the same port (Linux's SO_REUSEPORT: the kernel spreads
-    new connections over them evenly, so a burst of keep-alive connections — a load balancer's —
-    never lands on one worker while another idles); elsewhere one socket they all share."""
+    """A listening socket per worker on the same port (Linux's SO_REUSEPORT: the kernel picks a
+    worker's socket by a hash of each new connection's addresses, so connections spread over the
+    workers without one worker accepting a whole burst, as it does from a shared socket; a handful
+    of keep-alive connections can still land unevenly — all 4 on one of 2 workers 1 time in 8, seen
+    here — and that worker then renders ENGINE_THREADPOOL_SIZE of them at a time while the other
+    idles); elsewhere one socket they all share."""
     family = socket.AF_INET6 if ":" in ip else socket.AF_INET
     balanced = sys.platform.startswith("linux") and hasattr(socket, "SO_REUSEPORT")
     sockets = []
