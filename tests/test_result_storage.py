@@ -56,10 +56,22 @@ def stored_after_render(s3_server, s3, key: str, between) -> bool:  # noqa: ANN0
         finally:
             await for_config(config).close()
 
+    counted = {outcome: _writes(outcome) for outcome in ("stored", "withdrawn")}
     stored = asyncio.run(render())
     exists = s3.list_objects_v2(Bucket=DERIVED, Prefix=info.derived_key)["KeyCount"] == 1
     assert exists == (stored is not None)
+    # the metric says which it was, for operators (and for tests that must wait for the check)
+    outcome = "stored" if exists else "withdrawn"
+    assert {name: _writes(name) - before for name, before in counted.items()} == \
+        {name: float(name == outcome) for name in counted}
     return exists
+
+
+def _writes(outcome: str) -> float:
+    from thumbor_plugins import metrics
+
+    value = metrics.REGISTRY.get_sample_value("imgstack_result_storage_writes_total", {"outcome": outcome})
+    return value or 0.0
 
 
 def test_render_of_an_unchanged_original_is_stored(s3_server, s3, uid) -> None:
@@ -191,12 +203,13 @@ def test_without_revalidation_a_stored_result_is_served_until_purged(s3, thumbor
     import httpx
 
     from .conftest import sign
-    from .test_serving import derived_objects
+    from .test_ops import scrape, wait_until_stored
 
     key = f"{uid}/swap.jpg"
     s3.put_object(Bucket=BUCKET, Key=key, Body=_solid_jpeg((255, 0, 0)))
     url = sign(f"{BUCKET}/{key}", base=thumbor.url, width=32, height=24)
+    before = scrape(thumbor.url)
     assert _red_of(httpx.get(url).content) > 200
-    derived_objects(s3, key, at_least=1)
+    wait_until_stored(thumbor.url, before)  # an overwrite before the check would withdraw it
     s3.put_object(Bucket=BUCKET, Key=key, Body=_solid_jpeg((0, 0, 255)))
     assert _red_of(httpx.get(url).content) > 200

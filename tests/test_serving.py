@@ -13,6 +13,7 @@ from PIL import Image
 from thumbor_plugins import embedded
 
 from .conftest import BUCKET, DERIVED, FIXTURES, OTHER_BUCKET, sign, thumbor_env
+from .test_ops import scrape, wait_until_stored
 
 JPEG = "800px-Katherine_Maher.jpg"
 PLAIN = {"Accept": "image/jpeg"}  # no negotiation: the source's format comes back
@@ -103,9 +104,12 @@ def test_second_request_is_a_result_storage_hit(s3, thumbor, uid) -> None:
     key = f"{uid}/hit.jpg"
     upload(s3, key)
     url = sign(f"{BUCKET}/{key}", base=thumbor.url, width=120, height=80)
+    before = scrape(thumbor.url)
     first = httpx.get(url, headers=PLAIN)
     assert first.status_code == 200
-    assert len(derived_objects(s3, key, at_least=1)) == 1
+    # stored and checked against the original (deleting it before the check withdraws the result)
+    wait_until_stored(thumbor.url, before)
+    assert len(derived_objects(s3, key)) == 1
     # the source is gone: a 200 now can only come from the result storage, not the loader
     s3.delete_object(Bucket=BUCKET, Key=key)
     second = httpx.get(url, headers=PLAIN)

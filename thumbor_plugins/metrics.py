@@ -102,6 +102,11 @@ MEMORY_HITS = Counter(
 PURGE_DELETE_FAILURES = Counter(
     "imgstack_purge_delete_failures", "Variants a purge could not delete (S3 DeleteObjects refused "
     "them): still reachable until the event, answered 503, is retried.", registry=REGISTRY)
+RESULT_STORAGE_WRITES = Counter(
+    "imgstack_result_storage_writes", "Results written to the result storage, by outcome: stored, "
+    "withdrawn (deleted again: its original changed or went away while it was rendered) or failed "
+    "(S3 refused the write; the response was still served).", ["outcome"], registry=REGISTRY)
+WRITE_OUTCOMES = ("stored", "withdrawn", "failed")
 INTERMEDIATES = Counter(
     "imgstack_intermediates", "Stored intermediates of huge originals: made (first miss) or used "
     "(a later miss rendered from one instead of the original).", ["event"], registry=REGISTRY)
@@ -115,11 +120,13 @@ for _reason in REASONS:
     REJECTED.labels(_reason)
 for _result in ("hit", "miss"):
     RESULT_STORAGE.labels(_result)
+for _outcome in WRITE_OUTCOMES:
+    RESULT_STORAGE_WRITES.labels(_outcome)
 for _event in ("made", "used"):
     INTERMEDIATES.labels(_event)
 for _tier in ("originals", "results"):
     MEMORY_HITS.labels(_tier)
-del _kind, _reason, _result, _event, _tier
+del _kind, _reason, _result, _outcome, _event, _tier
 
 _LIVE_GAUGE_FILE = re.compile(r"gauge_live[a-z]*_(\d+)\.db$")
 

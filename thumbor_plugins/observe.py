@@ -6,6 +6,8 @@ Contract (callers):
 - ``s3_fetch(seconds, nbytes)``: once per original read by the loader (successful or not).
 - ``rendered(seconds)``: decode + transform + encode time of a result-storage miss.
 - ``result_storage(hit)``: once per result-storage lookup.
+- ``result_stored(outcome)``: once per result written (stored, withdrawn or failed), when the
+  write and its check against the original are over.
 - ``memory_hit(tier)``: an original or a result served from a worker's memory.
 - ``warm_queue_depth(n)``: whenever the events queue changes.
 - ``purge_delete_failed(n)``: a purge left ``n`` variants S3 refused to delete.
@@ -104,6 +106,13 @@ def rendered(seconds: float) -> None:
 def result_storage(hit: bool) -> None:
     """A result-storage lookup."""
     metrics.RESULT_STORAGE.labels("hit" if hit else "miss").inc()
+
+
+@_never_raises
+def result_stored(outcome: str) -> None:
+    """A result was written: ``stored`` (kept), ``withdrawn`` (deleted again, its original changed
+    while it was rendered) or ``failed``."""
+    metrics.RESULT_STORAGE_WRITES.labels(outcome).inc()
 
 
 @_never_raises

@@ -141,10 +141,13 @@ class Storage(BaseStorage):
                               metadata={SOURCE_ETAG: etag} if etag else None)
         except S3Error as error:
             logger.error("result storage write %s failed: %s", key, error)
+            observe.result_stored("failed")
             return None
         if not await self._source_unchanged(key):
             await self._withdraw(key)
+            observe.result_stored("withdrawn")
             return None
+        observe.result_stored("stored")
         return key
 
     async def _source_unchanged(self, key: str) -> bool:
