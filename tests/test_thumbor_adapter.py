@@ -124,3 +124,49 @@ def test_workers_get_glibcs_malloc_settings_unless_the_environment_sets_them(mon
                         lambda self: seen.update({name: os.environ.get(name) for name in serve.MALLOC_DEFAULTS}) or 0)
     assert serve.main([f"--conf={conf}", "--port=0", "--processes=1"]) == 0
     assert seen == {"MALLOC_ARENA_MAX": "2", "MALLOC_MMAP_THRESHOLD_": str(64 * 2**20), "MALLOC_TRIM_THRESHOLD_": "999"}
+
+
+def test_every_context_of_a_process_shares_one_filters_factory(monkeypatch) -> None:  # noqa: ANN001
+    """Thumbor's Context made a FiltersFactory per request (re-compiling every filter's pattern);
+    the adapter makes one per process, and it still makes the filters a URL asks for."""
+    import thumbor.context
+    from thumbor.config import Config
+    from thumbor.context import Context
+    from thumbor.filters.blur import Filter as Blur
+    from thumbor.filters.quality import Filter as Quality
+
+    from thumbor_plugins.thumbor_adapter import share_filters_factory
+
+    monkeypatch.setattr(thumbor.context, "FiltersFactory", thumbor.context.FiltersFactory)  # restored after
+    share_filters_factory()
+    first, second = (Context(config=Config()) for _ in range(2))
+    assert first.filters_factory is second.filters_factory
+    made = thumbor.context.FiltersFactory([Quality, Blur])
+    assert made is thumbor.context.FiltersFactory([Quality, Blur]) and made is not first.filters_factory
+    runner = made.create_instances(first, "quality(80):blur(2)")
+    assert sorted(type(f).__module__ for phase in runner.filter_instances.values() for f in phase) == \
+        ["thumbor.filters.blur", "thumbor.filters.quality"]
+
+
+def test_workers_keep_what_start_up_made_out_of_the_collectors_full_passes(monkeypatch) -> None:  # noqa: ANN001
+    import asyncio
+    import gc
+
+    import thumbor.server
+
+    from thumbor_plugins.thumbor_adapter import run_thumbor
+
+    frozen = []
+
+    def serve(arguments) -> None:  # noqa: ANN001
+        asyncio.get_event_loop().run_until_complete(asyncio.sleep(0))  # Thumbor's server starts the loop
+        frozen.append(gc.get_freeze_count())
+
+    monkeypatch.setattr(thumbor.server, "main", serve)
+    try:
+        run_thumbor(["--port=1"])
+        assert frozen[0] > 0
+    finally:
+        gc.unfreeze()
+        asyncio.get_event_loop().close()
+        asyncio.set_event_loop(None)

@@ -240,3 +240,13 @@ def test_only_the_adapter_and_the_plugins_import_thumbor() -> None:
         assert name in THUMBOR_IMPORTERS, f"{name} imports {sorted(imported)}: go through thumbor_adapter.py"
         allowed = THUMBOR_IMPORTERS[name]
         assert allowed is None or imported <= allowed, f"{name} imports {sorted(imported - allowed)}"
+
+
+def test_the_context_still_makes_its_filters_factory_by_the_name_the_adapter_replaces() -> None:
+    """share_filters_factory replaces ``thumbor.context.FiltersFactory``, the name Context's
+    ``__init__`` calls; a factory must still hold nothing but its name -> class map."""
+    from thumbor.context import Context
+    from thumbor.filters import FiltersFactory
+
+    assert "FiltersFactory" in Context.__init__.__code__.co_names
+    assert set(vars(FiltersFactory([]))) == {"filter_classes_map"}
