@@ -127,6 +127,34 @@ def test_jpeg_is_decoded_at_a_reduced_scale_and_keeps_its_proportions() -> None:
     assert full.size == (4000, 4500)
 
 
+def turned_jpeg(orientation: int | None) -> bytes:
+    """A 4800x3200 photo; with EXIF 6 stored turned (3200x4800), as a phone stores it."""
+    image = Image.open(PORTRAIT).convert("RGB").resize((4800, 3200))
+    if orientation is None:
+        return encode(image, "JPEG", quality=85)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    stored = image.transpose(Image.Transpose.ROTATE_90) if orientation == 6 else image
+    return encode(stored, "JPEG", quality=85, exif=exif.tobytes())
+
+
+@pytest.mark.parametrize("engine_class", [Engine, pil_engine.Engine])
+@pytest.mark.parametrize("orientation, respect, decoded", [
+    (None, True, (600, 400)),    # no EXIF: a 512x320 crop covers at 1/8
+    (1, True, (600, 400)),
+    (6, True, (400, 600)),       # stored turned: still 1/8, its sides read the right way round
+    (6, False, (800, 1200)),     # not turned back: 512 of the stored 3200 wide needs 1/4
+])
+def test_a_fill_crop_is_decoded_at_its_cover_scale_once_the_orientation_is_known(
+        engine_class, orientation, respect, decoded) -> None:  # noqa: ANN001
+    context = make_context(RESPECT_ORIENTATION=respect)
+    engine = engine_class(context)
+    context.request = RequestParameters(width=512, height=320)
+    context.request.engine = engine
+    engine.load(turned_jpeg(orientation), ".jpg")
+    assert engine.size == decoded
+
+
 def test_webp_is_decoded_at_a_reduced_scale() -> None:
     big = encode(Image.open(PORTRAIT).convert("RGB").resize((3000, 3000)), "WEBP", quality=80)
     engine = load(Engine, big, ".webp", width=300, height=300)

@@ -3,7 +3,9 @@
 Thumbor asks libjpeg for a reduced decode (``Image.draft``) only when it resizes, after the
 image has been cropped, rotated or examined, i.e. already decoded at full size. This engine asks
 before anything is decoded, for the smallest DCT scale (1/2, 1/4, 1/8) that still leaves at least
-the output size in both dimensions, whatever the orientation. Everything Thumbor computes next
+the output size in both dimensions, with the source's sides the way round the render turns them
+(its EXIF orientation when ``RESPECT_ORIENTATION`` is on; either way round when the orientation
+cannot be read): a fill crop needs its cover scale, a fit-in its fit. Everything Thumbor computes next
 (crop, focal points, resize) is relative to the engine's size, so the result is the same picture;
 a missing width or height is still derived from the original's proportions (libjpeg rounds the
 reduced sides up, which would skew them).
@@ -27,6 +29,8 @@ from .settings import settings_of
 
 #: filters whose arguments or results are in the original's pixels
 _SOURCE_PIXEL_FILTERS = ("focal(", "extract_focal(", "proportion(")
+#: the EXIF tag of the orientation
+_ORIENTATION = 0x0112
 
 
 def in_output_terms(request: Any) -> bool:
@@ -43,31 +47,50 @@ def in_output_terms(request: Any) -> bool:
     return bool(wanted) and len(wanted) == sum(1 for d in (request.width, request.height) if d)
 
 
-def shrink_target(request: Any, size: tuple[int, int]) -> tuple[int, int] | None:
-    """The smallest decode size that still serves ``request``, or None to decode in full."""
+def shrink_target(request: Any, size: tuple[int, int], orientation: int | None = None) -> tuple[int, int] | None:
+    """The smallest decode size that still serves ``request``, or None to decode in full.
+
+    ``orientation``: the EXIF orientation (1-8) the render applies to the source (1 when it
+    applies none). Known, the output's width falls on a known side of the source: a fill crop of
+    a landscape photo needs only its cover scale. Unknown (None), either side may: the output
+    then needs its larger side on the source's shorter side."""
     if not in_output_terms(request):
         return None
-    wanted = [d for d in (request.width, request.height) if isinstance(d, int) and d > 0]
+    if orientation is not None and not 1 <= orientation <= 8:
+        orientation = None
+    turned = [size, size[::-1]] if orientation is None else [size[::-1] if orientation >= 5 else size]
+    width, height = (d if isinstance(d, int) and d > 0 else 0 for d in (request.width, request.height))
     if getattr(request, "fit_in", False) and not getattr(request, "full", False):
-        scale = _fit_in_scale(request.width or 0, request.height or 0, size)
+        boxes = [(width, height)]
+        if orientation is None or getattr(request, "adaptive", False):
+            boxes.append((height, width))  # adaptive- turns the box to the image's way round
+        scale = max(_fit_in_scale(box, source) for box in boxes for source in turned)
     else:
-        # the output never needs more than max(W, H) on the source's shorter side (crop,
-        # stretch, rotated by EXIF or not)
-        scale = max(wanted) / min(size)
+        # a fill crop (and full-fit-in) covers the box: both sides at least the output's
+        scale = max(_cover_scale((width, height), source) for source in turned)
     if scale > 0.5:
         return None  # no DCT scale would apply
     return math.ceil(size[0] * scale), math.ceil(size[1] * scale)
 
 
-def _fit_in_scale(width: int, height: int, size: tuple[int, int]) -> float:
-    """The largest scale a fit-in output can need: the whole source fits in the box, whichever
-    way EXIF turns the source and ``adaptive-`` turns the box. A side of 0 is unbounded."""
-    scales = []
-    for box in ((width, height), (height, width)):
-        for source in (size, size[::-1]):
-            fits = [b / s for b, s in zip(box, source, strict=True) if b]
-            scales.append(min(fits))
-    return max(scales)
+def _fit_in_scale(box: tuple[int, int], source: tuple[int, int]) -> float:
+    """The scale that fits ``source`` into ``box`` (a side of 0 is unbounded)."""
+    return min(b / s for b, s in zip(box, source, strict=True) if b)
+
+
+def _cover_scale(box: tuple[int, int], source: tuple[int, int]) -> float:
+    """The scale at which ``source`` covers ``box`` (a side of 0 asks nothing)."""
+    return max(b / s for b, s in zip(box, source, strict=True) if b)
+
+
+def applied_orientation(config: Any, orientation: Any) -> int | None:
+    """The EXIF orientation a render applies, given the source's tag: 1 when Thumbor is told
+    not to respect it (``RESPECT_ORIENTATION``), None when the tag is not one of 1-8."""
+    if not getattr(config, "RESPECT_ORIENTATION", False):
+        return 1
+    if orientation is None:
+        return 1  # no tag: nothing to apply
+    return orientation if isinstance(orientation, int) and 1 <= orientation <= 8 else None
 
 
 class Engine(PilEngine):
@@ -83,7 +106,8 @@ class Engine(PilEngine):
             and request is not None
             and getattr(request, "engine", None) is self  # the original, not a watermark
         ):
-            target = shrink_target(request, image.size)
+            orientation = applied_orientation(self.context.config, image.getexif().get(_ORIENTATION))
+            target = shrink_target(request, image.size, orientation)
             if target is not None:
                 original = image.size
                 image.draft(None, target)

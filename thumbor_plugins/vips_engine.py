@@ -279,7 +279,10 @@ class Engine(pil_engine.Engine):
         ):
             return {}
         size = (header.width, header.height)
-        target = pil_engine.shrink_target(request, size)
+        fields = header.get_fields()
+        # EXIF that libvips reports no orientation for: Thumbor reads the tag itself, so unknown
+        tag = header.get("orientation") if "orientation" in fields else 0 if "exif-data" in fields else None
+        target = pil_engine.shrink_target(request, size, pil_engine.applied_orientation(self.context.config, tag))
         if target is None:
             return {}
         if self.extension in (".jpg", ".jpeg"):
