@@ -17,8 +17,10 @@ that upgrading Thumbor is a test run, not an outage.
   and :meth:`~ImagingAdapter.report`, and calls :meth:`~ImagingAdapter.render` for a miss.
 - :func:`known_filters`, :func:`loopback_base`, :func:`mimetype`, :func:`cap_body`: what else is
   read from Thumbor or tornado.
+- :func:`share_filters_factory`: one Thumbor ``FiltersFactory`` per process instead of one per
+  request (the name ``thumbor.context.FiltersFactory`` replaced).
 - :func:`checked_settings`, :func:`run_thumbor`: Thumbor's command line, for
-  :mod:`thumbor_plugins.serve`.
+  :mod:`thumbor_plugins.serve` (the worker's event loop, its start-up objects frozen).
 """
 
 from __future__ import annotations
