@@ -212,3 +212,55 @@ def test_should_refuse_a_costly_filter_before_loading_anything(thumbor, slow_ori
     response = httpx.get(sign(slow_original, base=thumbor.url, width=300, height=200, filters="blur(150)"),
                          headers=PLAIN, timeout=30)
     assert (response.status_code, response.text) == (400, "400 too costly to render\n")
+
+
+def _server_side_owners(port: int, client_ports: list[int]) -> list[int]:
+    """The worker pid holding the server side of each client connection (Linux /proc)."""
+    import os
+    from pathlib import Path
+
+    inodes = {}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            local, remote, inode = fields[1], fields[2], fields[9]
+            if int(local.rsplit(":", 1)[1], 16) == port and int(remote.rsplit(":", 1)[1], 16) in client_ports:
+                inodes[int(remote.rsplit(":", 1)[1], 16)] = f"socket:[{inode}]"
+    owners = {}
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            links = {os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
+        except OSError:
+            continue
+        for client_port, inode in inodes.items():
+            if inode in links:
+                owners[client_port] = int(pid)
+    return [owners.get(p, 0) for p in client_ports]
+
+
+def test_keep_alive_connections_are_spread_evenly_over_the_workers(s3_server, tmp_path) -> None:
+    """Four keep-alive clients on two workers: always two each. Left to the kernel they landed
+    3:1 or 4:0 in five rounds of eight, and the busier worker queued renders while the other
+    idled."""
+    import socket
+
+    thumbor = embedded.start_thumbor(thumbor_env(s3_server, IMGSTACK_PROCESSES="2"), tmp_path / "thumbor.log")
+    try:
+        workers = set(worker_pids(thumbor))
+        port = int(thumbor.url.rsplit(":", 1)[1])
+        for _ in range(5):
+            connections = [socket.create_connection(("127.0.0.1", port)) for _ in range(4)]
+            try:
+                for connection in connections:  # one request each, the connection kept
+                    connection.sendall(b"GET /healthcheck HTTP/1.1\r\nHost: x\r\n\r\n")
+                    assert connection.recv(4096).startswith(b"HTTP/1.1 200")
+                owners = _server_side_owners(port, [c.getsockname()[1] for c in connections])
+            finally:
+                for connection in connections:
+                    connection.close()
+            assert set(owners) == workers and sorted(owners.count(pid) for pid in workers) == [2, 2], owners
+            time.sleep(0.3)  # the workers tell the supervisor those connections closed
+    finally:
+        thumbor.stop()

@@ -3,6 +3,7 @@ a decision, the start-up check of thumbor_plugins.serve."""
 
 from __future__ import annotations
 
+import socket
 import time
 
 import pytest
@@ -103,9 +104,16 @@ def test_the_supervisor_starts_workers_through_its_own_entry_point(monkeypatch) 
             started.append(argv)
 
     monkeypatch.setattr(serve.subprocess, "Popen", Popen)
-    supervisor = serve.Supervisor([type("Sock", (), {"fileno": lambda self: 7})()], ["--conf=x.conf"])
-    supervisor.spawn(0)
+    listener = type("Sock", (), {"fileno": lambda self: 7})()
+    serve.Supervisor(listener, 1, ["--conf=x.conf"]).spawn(0)  # one worker: on the port itself
     assert started == [[serve.sys.executable, "-m", "thumbor_plugins.serve", "--fd=7", "--conf=x.conf"]]
+    started.clear()
+    supervisor = serve.Supervisor(listener, 2, ["--conf=x.conf"])  # several: handed connections
+    supervisor.spawn(1)
+    (argv,) = started
+    assert argv[:3] == [serve.sys.executable, "-m", "thumbor_plugins.serve"] and argv[4:] == ["--conf=x.conf"]
+    assert argv[3].startswith(serve.HANDOFF_FLAG + "=")
+    supervisor.balancer.detach(1)
 
 
 def test_workers_get_glibcs_malloc_settings_unless_the_environment_sets_them(monkeypatch, tmp_path) -> None:  # noqa: ANN001
@@ -119,7 +127,7 @@ def test_workers_get_glibcs_malloc_settings_unless_the_environment_sets_them(mon
         monkeypatch.delenv(name, raising=False)  # restored (removed) after the test
     monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "999")
     seen: dict[str, str | None] = {}
-    monkeypatch.setattr(serve, "_listen", lambda ip, port, count: [])
+    monkeypatch.setattr(serve, "_listen", lambda ip, port: socket.create_server(("127.0.0.1", 0)))
     monkeypatch.setattr(serve.Supervisor, "run",
                         lambda self: seen.update({name: os.environ.get(name) for name in serve.MALLOC_DEFAULTS}) or 0)
     assert serve.main([f"--conf={conf}", "--port=0", "--processes=1"]) == 0
@@ -170,3 +178,110 @@ def test_workers_keep_what_start_up_made_out_of_the_collectors_full_passes(monke
         gc.unfreeze()
         asyncio.get_event_loop().close()
         asyncio.set_event_loop(None)
+
+
+def _pair() -> tuple[socket.socket, socket.socket]:
+    return socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+
+
+def test_the_balancer_hands_each_connection_to_the_least_busy_worker() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        balancer = serve.Balancer(listener)
+        workers = {slot: balancer.attach(slot) for slot in range(3)}
+        try:
+            received = []
+            for _ in range(5):
+                with socket.create_connection(listener.getsockname()) as client:
+                    connection, _ = listener.accept()
+                    with connection:
+                        assert balancer.hand_off(connection)
+                    for slot, end in workers.items():
+                        end.setblocking(False)
+                        try:
+                            _, fds, _, _ = socket.recv_fds(end, 16, 4)
+                        except BlockingIOError:
+                            continue
+                        received.append(slot)
+                        with socket.socket(fileno=fds[0]) as handed:  # the client's very connection
+                            client.sendall(b"ping")
+                            assert handed.recv(4) == b"ping"
+            # in turn while they are even (the least recently given first), then the least busy
+            assert received[:3] == [0, 1, 2] and balancer.open == {0: 2, 1: 2, 2: 1}
+            workers[0].send(serve.CLOSED)
+            workers[1].send(serve.CLOSED)
+            workers[1].send(serve.CLOSED)
+            assert balancer.closed(0) and balancer.closed(1)
+            assert balancer.open == {0: 1, 1: 0, 2: 1}
+        finally:
+            for slot in list(balancer.links):
+                balancer.detach(slot)
+            for end in workers.values():
+                end.close()
+
+
+def test_a_gone_worker_is_skipped_and_no_worker_means_the_connection_is_refused() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        balancer = serve.Balancer(listener)
+        gone, alive = balancer.attach(0), balancer.attach(1)
+        gone.close()  # the worker died: its end of the pair is closed
+        try:
+            with socket.create_connection(listener.getsockname()):
+                connection, _ = listener.accept()
+                with connection:
+                    assert balancer.hand_off(connection)
+            assert balancer.open == {0: 0, 1: 1}
+            assert not balancer.closed(0)  # the supervisor then looks at its workers at once
+            alive.close()
+            with socket.create_connection(listener.getsockname()):
+                connection, _ = listener.accept()
+                with connection:
+                    assert not balancer.hand_off(connection)
+        finally:
+            for slot in list(balancer.links):
+                balancer.detach(slot)
+
+
+def test_a_worker_serves_handed_over_connections_and_says_when_each_closes() -> None:
+    import asyncio
+
+    import tornado.web
+
+    from thumbor_plugins import thumbor_adapter
+
+    class Hello(tornado.web.RequestHandler):
+        def get(self) -> None:
+            self.write("hello")
+
+    ours, theirs = _pair()
+
+    async def scenario() -> None:
+        server = thumbor_adapter._handed_off_server(theirs, tornado.web.Application([("/", Hello)]), None)
+        loop = asyncio.get_running_loop()
+        with socket.create_server(("127.0.0.1", 0)) as listener:
+            client = socket.create_connection(listener.getsockname())
+            connection, _ = listener.accept()
+            with connection:
+                socket.send_fds(ours, [b"c"], [connection.fileno()])
+            client.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            answer = await loop.run_in_executor(None, client.recv, 4096)
+            assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"hello")
+            ours.setblocking(False)
+            with pytest.raises(BlockingIOError):
+                ours.recv(16)  # still open: nothing said
+            client.close()
+            for _ in range(100):
+                await asyncio.sleep(0.01)
+                try:
+                    assert ours.recv(16) == serve.CLOSED
+                    break
+                except BlockingIOError:
+                    continue
+            else:
+                raise AssertionError("the worker did not say the connection closed")
+        server.stop()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        ours.close()
+        theirs.close()

@@ -70,6 +70,11 @@ ADAPTER_CALLABLES = [
     ("thumbor.console", "get_server_parameters", ["arguments"]),
     ("thumbor.server", "get_config", ["config_path", "use_environment"]),
     ("thumbor.server", "main", ["arguments"]),
+    # run_thumbor's handed-off server (a worker of serve.Balancer): the name main calls, what it
+    # overrides and calls of tornado's server
+    ("thumbor.server", "run_server", ["application", "context"]),
+    ("tornado.httpserver", "HTTPServer.on_close", ["server_conn"]),
+    ("tornado.httpserver", "HTTPServer.handle_stream", ["stream", "address"]),
 ]
 
 #: attributes (not methods) the adapter sets or reads
@@ -250,3 +255,15 @@ def test_the_context_still_makes_its_filters_factory_by_the_name_the_adapter_rep
 
     assert "FiltersFactory" in Context.__init__.__code__.co_names
     assert set(vars(FiltersFactory([]))) == {"filter_classes_map"}
+
+
+def test_thumbor_main_calls_run_server_by_its_module_name() -> None:
+    """A worker handed its connections replaces ``thumbor.server.run_server``: Thumbor's main must
+    still look it up by that name, and make the server the way the replacement does (tornado's
+    HTTPServer with ``xheaders``), so that the two serve requests alike."""
+    import inspect
+
+    import thumbor.server
+
+    assert "run_server" in thumbor.server.main.__code__.co_names
+    assert "HTTPServer(application, xheaders=True)" in inspect.getsource(thumbor.server.run_server)

@@ -5,10 +5,11 @@ Every option is Thumbor's own (``thumbor --help``) and is passed on. What this a
 
 - The configuration is read and checked once, before any worker starts: a bad one is refused
   with one clear message (exit status 1) instead of every worker failing in turn.
-- ``IMGSTACK_PROCESSES`` workers (0 or unset: one per CPU core). This process binds the port
-  and supervises that many ``thumbor --fd`` workers, each on a socket of its own (see
-  :func:`_listen`): a worker that dies is restarted on its socket (connections wait in its
-  backlog meanwhile), SIGTERM/SIGINT stop them all (SIGKILL after a grace period).
+- ``IMGSTACK_PROCESSES`` workers (0 or unset: one per CPU core). This process binds the port,
+  accepts every connection and hands it to the worker with the fewest open connections
+  (:class:`Balancer`); it supervises the workers: one that dies is restarted (new connections go
+  to the others meanwhile), SIGTERM/SIGINT stop them all (SIGKILL after a grace period). A single
+  worker listens on the port itself.
 - glibc malloc settings for the workers, each unless set (:data:`MALLOC_DEFAULTS`).
 - With more than one worker and no ``PROMETHEUS_MULTIPROC_DIR``: a fresh private directory for
   it, so ``/metrics`` reports the totals of all workers (removed at exit).
@@ -23,6 +24,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import selectors
 import shutil
 import signal
 import socket
@@ -81,32 +83,52 @@ def _raise_stop(signum: int, frame: object) -> None:  # noqa: ARG001
 
 
 class Supervisor:
-    """``count`` Thumbor workers, worker *i* on listening socket ``sockets[i]`` (all sockets may
-    be one and the same)."""
+    """``count`` Thumbor workers. One worker listens on ``listener`` itself; several are handed
+    its connections by a :class:`Balancer`."""
 
-    def __init__(self, sockets: list[socket.socket], thumbor_args: list[str]) -> None:
-        self.sockets = sockets
+    def __init__(self, listener: socket.socket, count: int, thumbor_args: list[str]) -> None:
+        self.listener = listener
+        self.count = count
         self.args = thumbor_args
+        self.balancer = Balancer(listener) if count > 1 else None
         self.workers: dict[int, tuple[int, subprocess.Popen]] = {}
         self.restarts: list[float] = []
+        self.selector = selectors.DefaultSelector()
 
     def spawn(self, slot: int) -> None:
-        fd = self.sockets[slot].fileno()
-        # through this module's --fd path: one worker, on the event loop run_thumbor picks
-        argv = [sys.executable, "-m", "thumbor_plugins.serve", f"--fd={fd}", *self.args]
-        worker = subprocess.Popen(argv, pass_fds=(fd,), preexec_fn=_die_with_parent)  # noqa: S603, PLW1509
+        # through this module's entry point: one worker, on the event loop run_thumbor picks
+        if self.balancer is None:
+            given, flag = self.listener, "--fd"
+        else:
+            given, flag = self.balancer.attach(slot), HANDOFF_FLAG
+            self.selector.register(self.balancer.links[slot], selectors.EVENT_READ, slot)
+        fd = given.fileno()
+        argv = [sys.executable, "-m", "thumbor_plugins.serve", f"{flag}={fd}", *self.args]
+        try:
+            worker = subprocess.Popen(argv, pass_fds=(fd,), preexec_fn=_die_with_parent)  # noqa: S603, PLW1509
+        finally:
+            if given is not self.listener:
+                given.close()  # the worker's end: the worker has it now
         self.workers[worker.pid] = (slot, worker)
 
     def run(self) -> int:
-        for slot in range(len(self.sockets)):
+        if self.balancer is not None:
+            self.selector.register(self.listener, selectors.EVENT_READ, None)
+        for slot in range(self.count):
             self.spawn(slot)
         previous = {sig: signal.signal(sig, _raise_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
         try:
+            polled = 0.0
             while True:
-                for pid, (slot, worker) in list(self.workers.items()):
-                    if worker.poll() is not None:
-                        self._restart(pid, slot, worker.returncode)
-                time.sleep(0.2)
+                if self.balancer is None:
+                    time.sleep(0.2)
+                else:
+                    polled = self._hand_off(self.balancer, polled)
+                if time.monotonic() - polled >= 0.2:
+                    polled = time.monotonic()
+                    for pid, (slot, worker) in list(self.workers.items()):
+                        if worker.poll() is not None:
+                            self._restart(pid, slot, worker.returncode)
         except _Stop:
             return 0
         finally:
@@ -114,17 +136,43 @@ class Supervisor:
                 signal.signal(sig, signal.SIG_IGN)
             self.stop()
 
+    def _hand_off(self, balancer: Balancer, polled: float) -> float:
+        """Up to 0.2 s of handing connections off; returns when the workers were last looked at
+        (0: look now, a worker closed its end)."""
+        for key, _ in self.selector.select(timeout=0.2):
+            if key.data is None:
+                balancer.accept()
+            elif not balancer.closed(key.data):
+                self.selector.unregister(key.fileobj)
+                polled = 0.0
+        return polled
+
     def _restart(self, pid: int, slot: int, code: int) -> None:
         del self.workers[pid]
         _mark_dead(pid)
+        if self.balancer is not None:
+            self._forget(slot)
         now = time.monotonic()
         self.restarts = [t for t in self.restarts if now - t < 60] + [now]
-        if len(self.restarts) > 10 * len(self.sockets):
+        if len(self.restarts) > 10 * self.count:
             raise SystemExit(f"imgstack: Thumbor workers keep exiting (last: {code}); giving up")
         print(f"imgstack: Thumbor worker {pid} exited ({code}); starting another", file=sys.stderr, flush=True)
         self.spawn(slot)
 
+    def _forget(self, slot: int) -> None:
+        assert self.balancer is not None
+        link = self.balancer.links.get(slot)
+        if link is not None:
+            try:
+                self.selector.unregister(link)
+            except KeyError:
+                pass  # unregistered when the worker closed its end
+        self.balancer.detach(slot)
+
     def stop(self) -> None:
+        if self.balancer is not None:
+            # no new connections: the port's backlog is refused once the listener closes
+            self.selector.close()
         workers = [worker for _, worker in self.workers.values()]
         for worker in workers:
             if worker.poll() is None:
@@ -136,6 +184,13 @@ class Supervisor:
             except subprocess.TimeoutExpired:
                 worker.kill()
                 worker.wait()
+        if self.balancer is not None:
+            for slot in list(self.balancer.links):
+                self.balancer.detach(slot)
+
+
+#: the worker's flag for the Unix socket its connections arrive on (thumbor_adapter.serve_handed_off)
+HANDOFF_FLAG = "--handoff-fd"
 
 
 def _die_with_parent() -> None:
@@ -154,24 +209,98 @@ def _mark_dead(pid: int) -> None:
         multiprocess.mark_process_dead(pid)
 
 
-def _listen(ip: str, port: int, count: int) -> list[socket.socket]:
-    """A listening socket per worker on the same port (Linux's SO_REUSEPORT: the kernel picks a
-    worker's socket by a hash of each new connection's addresses, so connections spread over the
-    workers without one worker accepting a whole burst, as it does from a shared socket; a handful
-    of keep-alive connections can still land unevenly — all 4 on one of 2 workers 1 time in 8, seen
-    here — and that worker then renders ENGINE_THREADPOOL_SIZE of them at a time while the other
-    idles); elsewhere one socket they all share."""
+def _listen(ip: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in ip else socket.AF_INET
-    balanced = sys.platform.startswith("linux") and hasattr(socket, "SO_REUSEPORT")
-    sockets = []
-    for _ in range(count if balanced else 1):
-        sock = socket.create_server((ip, port), family=family, backlog=1024, reuse_port=balanced)
-        # a worker that loses the race for a connection must not block its event loop
-        sock.setblocking(False)
-        sockets.append(sock)
-        if port == 0:  # any free port: the others take the same one
-            port = sock.getsockname()[1]
-    return sockets if balanced else sockets * count
+    sock = socket.create_server((ip, port), family=family, backlog=1024)
+    # a worker given the port itself must not block its event loop on an accept another won
+    sock.setblocking(False)
+    return sock
+
+
+class Balancer:
+    """The supervisor's side of the hand-off: every connection accepted on the port goes to the
+    worker with the fewest open connections (ties: the one that got a connection least
+    recently), passed over a Unix socket pair per worker (``SCM_RIGHTS``); the worker says when a
+    connection closes (one byte back, :data:`CLOSED`).
+
+    Why not let the workers accept: a client keeps its connection, and so its worker, for every
+    request it sends. With the kernel choosing (one shared socket, or ``SO_REUSEPORT``'s hash),
+    4 keep-alive connections landed on 2 workers 3:1 half of the time and 4:0 one time in eight;
+    the busier worker then queued renders behind its thread pool while the other idled: 4:0
+    rounds rendered 9% fewer PNGs per second, and the queued requests made the slow tail
+    (docs/decisions.md)."""
+
+    def __init__(self, listener: socket.socket) -> None:
+        self.listener = listener
+        #: slot -> the supervisor's end of that worker's pair
+        self.links: dict[int, socket.socket] = {}
+        #: slot -> connections handed to the worker and not closed yet
+        self.open: dict[int, int] = {}
+        self._given: dict[int, int] = {}
+        self._handed = 0
+
+    def attach(self, slot: int) -> socket.socket:
+        """A new pair for the worker in ``slot`` (replacing a dead one's); returns the worker's
+        end, to pass to it (the caller closes its copy once the worker started)."""
+        self.detach(slot)
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        ours.setblocking(False)
+        self.links[slot], self.open[slot], self._given[slot] = ours, 0, 0
+        return theirs
+
+    def detach(self, slot: int) -> None:
+        link = self.links.pop(slot, None)
+        if link is not None:
+            link.close()
+        self.open.pop(slot, None)
+        self._given.pop(slot, None)
+
+    def accept(self) -> None:
+        """Hand off every connection waiting on the port."""
+        while True:
+            try:
+                connection, _ = self.listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as error:  # e.g. out of file descriptors: the next select retries
+                print(f"imgstack: cannot accept a connection: {error}", file=sys.stderr, flush=True)
+                return
+            with connection:  # the worker has its own copy once sent
+                self.hand_off(connection)
+
+    def hand_off(self, connection: socket.socket) -> bool:
+        """Send ``connection`` to the least busy worker that takes it; False when none does (the
+        connection is then closed: the client sees it reset and may retry)."""
+        for slot in sorted(self.links, key=lambda s: (self.open[s], self._given[s])):
+            try:
+                socket.send_fds(self.links[slot], [b"c"], [connection.fileno()])
+            except OSError:  # its buffer is full or the worker is gone: the next one
+                continue
+            self._handed += 1
+            self.open[slot] += 1
+            self._given[slot] = self._handed
+            return True
+        return False
+
+    def closed(self, slot: int) -> bool:
+        """Read what the worker in ``slot`` sent back: a byte per connection it closed. False
+        once the worker's end is closed."""
+        link = self.links.get(slot)
+        while link is not None:
+            try:
+                data = link.recv(4096)
+            except (BlockingIOError, InterruptedError):
+                return True
+            except OSError:
+                data = b""
+            if not data:  # the worker is gone (or going): the supervisor's poll restarts it
+                return False
+            self.open[slot] = max(0, self.open[slot] - len(data))
+        return link is not None
+
+
+#: what a worker sends back on its hand-off socket when a connection it was given closes
+CLOSED = b"-"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -180,6 +309,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("-p", "--port", type=int, default=8888)
     parser.add_argument("-i", "--ip", default="0.0.0.0")  # noqa: S104 - Thumbor's default
     parser.add_argument("-f", "--fd", default=None)
+    parser.add_argument(HANDOFF_FLAG, default=None, type=int)
     parser.add_argument("--processes", type=int, default=None)
     known, rest = parser.parse_known_args(args)
     from . import thumbor_adapter
@@ -197,19 +327,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         if known.fd is not None:  # a socket of the caller's: one worker, this process
             thumbor_adapter.run_thumbor([*rest, f"--port={known.port}", f"--ip={known.ip}", f"--fd={known.fd}"])
             return 0
+        if known.handoff_fd is not None:  # a worker of a Balancer: connections arrive on this
+            link = socket.socket(fileno=known.handoff_fd)
+            thumbor_adapter.run_thumbor([*rest, f"--port={known.port}", f"--ip={known.ip}"], handoff=link)
+            return 0
         for name, value in MALLOC_DEFAULTS.items():
             os.environ.setdefault(name, value)
         if count > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="imgstack-metrics-")
             owned.append(os.environ["PROMETHEUS_MULTIPROC_DIR"])
-        sockets = _listen(known.ip, known.port, count)
-        try:
-            # Thumbor listens on --fd and ignores --port/--ip, but the workers' own address
-            # (context.server, used to call themselves when warming) must still be right
-            return Supervisor(sockets, [*rest, f"--port={known.port}", f"--ip={known.ip}"]).run()
-        finally:
-            for sock in sockets:
-                sock.close()
+        with _listen(known.ip, known.port) as listener:
+            # the workers do not bind --port/--ip, but their own address (context.server, used
+            # to call themselves when warming) must still be right: the port bound here
+            port = listener.getsockname()[1]
+            return Supervisor(listener, count, [*rest, f"--port={port}", f"--ip={known.ip}"]).run()
     finally:
         for path in owned:
             shutil.rmtree(path, ignore_errors=True)

@@ -26,15 +26,19 @@ that upgrading Thumbor is a test run, not an outage.
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import logging
 import re
+import socket
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import thumbor.context
+import tornado.ioloop
+import tornado.iostream
 import tornado.web
 from thumbor.app import ThumborServiceApp
 from thumbor.context import RequestParameters
@@ -43,6 +47,7 @@ from thumbor.filters import FiltersFactory
 from thumbor.handlers.imaging import ImagingHandler
 from thumbor.utils import CONTENT_TYPE
 from tornado import httputil
+from tornado.httpserver import HTTPServer
 
 from . import clients, observe
 from .pipeline import Decision, public_text
@@ -407,11 +412,17 @@ def checked_settings(arguments: Sequence[str]) -> Settings:
     return settings
 
 
-def run_thumbor(arguments: Sequence[str]) -> None:
+def run_thumbor(arguments: Sequence[str], handoff: socket.socket | None = None) -> None:
     """Thumbor's own server entry point (one worker, this process), until it stops, on
-    :func:`new_event_loop`'s loop (Tornado runs on whatever asyncio loop is current)."""
+    :func:`new_event_loop`'s loop (Tornado runs on whatever asyncio loop is current). With
+    ``handoff`` (a worker of :class:`thumbor_plugins.serve.Balancer`), Thumbor's HTTP server
+    binds nothing and serves the connections that arrive on that Unix socket instead (the name
+    ``thumbor.server.run_server`` replaced)."""
+    import thumbor.server
     from thumbor.server import main
 
+    if handoff is not None:
+        thumbor.server.run_server = functools.partial(_handed_off_server, handoff)
     loop = new_event_loop()
     asyncio.set_event_loop(loop)
     # once serving starts, what start-up made (modules, Thumbor's importer and filters, OpenCV,
@@ -430,3 +441,71 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
     except ImportError:
         return asyncio.new_event_loop()
     return uvloop.new_event_loop()
+
+
+# --- connections handed over by the supervisor (thumbor_plugins.serve.Balancer) -------------
+
+#: the byte sent back to the supervisor for each connection closed (serve.CLOSED)
+_CLOSED = b"-"
+
+
+class HandedOffServer(HTTPServer):
+    """Thumbor's HTTP server (``xheaders``, as ``thumbor.server.run_server`` makes it) serving the
+    connections the supervisor sends over ``link`` rather than accepting any itself; each
+    connection's close is told back, so the supervisor knows which worker is least busy."""
+
+    link: socket.socket
+
+    def receive(self, fd: int, events: int) -> None:  # noqa: ARG002 - tornado's handler signature
+        while True:
+            try:
+                _, fds, _, _ = socket.recv_fds(self.link, 16, 16, socket.MSG_CMSG_CLOEXEC)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                fds = []
+            if not fds:  # the supervisor is gone (this worker stops with it) or sent nothing
+                tornado.ioloop.IOLoop.current().remove_handler(self.link.fileno())
+                return
+            for connection_fd in fds:
+                self._serve(socket.socket(fileno=connection_fd))
+
+    def _serve(self, connection: socket.socket) -> None:
+        connection.setblocking(False)
+        try:
+            address = connection.getpeername()
+        except OSError:  # the client left while its connection was handed over
+            connection.close()
+            self._tell_closed()
+            return
+        stream = tornado.iostream.IOStream(
+            connection, max_buffer_size=self.max_buffer_size, read_chunk_size=self.read_chunk_size
+        )
+        self.handle_stream(stream, address)
+
+    def on_close(self, server_conn: Any) -> None:
+        super().on_close(server_conn)
+        self._tell_closed()
+
+    def _tell_closed(self) -> None:
+        try:
+            self.link.send(_CLOSED)
+        except OSError:  # the supervisor is gone or its buffer is full: it only balances less well
+            pass
+
+    def stop(self) -> None:
+        """Stop taking connections (Thumbor's SIGTERM handling calls this)."""
+        try:
+            tornado.ioloop.IOLoop.current().remove_handler(self.link.fileno())
+        except (KeyError, ValueError):
+            pass
+        super().stop()
+
+
+def _handed_off_server(link: socket.socket, application: Any, context: Any) -> HandedOffServer:  # noqa: ARG001
+    """``thumbor.server.run_server``'s replacement for a worker given ``link``."""
+    server = HandedOffServer(application, xheaders=True)
+    server.link = link
+    link.setblocking(False)
+    tornado.ioloop.IOLoop.current().add_handler(link.fileno(), server.receive, tornado.ioloop.IOLoop.READ)
+    return server
