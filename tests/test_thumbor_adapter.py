@@ -104,7 +104,7 @@ def test_the_supervisor_starts_workers_through_its_own_entry_point(monkeypatch) 
             started.append(argv)
 
     monkeypatch.setattr(serve.subprocess, "Popen", Popen)
-    listener = type("Sock", (), {"fileno": lambda self: 7})()
+    listener = type("Sock", (), {"fileno": lambda self: 7, "setblocking": lambda self, flag: None})()
     serve.Supervisor(listener, 1, ["--conf=x.conf"]).spawn(0)  # one worker: on the port itself
     assert started == [[serve.sys.executable, "-m", "thumbor_plugins.serve", "--fd=7", "--conf=x.conf"]]
     started.clear()
@@ -113,7 +113,7 @@ def test_the_supervisor_starts_workers_through_its_own_entry_point(monkeypatch) 
     (argv,) = started
     assert argv[:3] == [serve.sys.executable, "-m", "thumbor_plugins.serve"] and argv[4:] == ["--conf=x.conf"]
     assert argv[3].startswith(serve.HANDOFF_FLAG + "=")
-    supervisor.balancer.detach(1)
+    supervisor.balancer.close()
 
 
 def test_workers_get_glibcs_malloc_settings_unless_the_environment_sets_them(monkeypatch, tmp_path) -> None:  # noqa: ANN001
@@ -210,16 +210,15 @@ def test_the_balancer_hands_each_connection_to_the_least_busy_worker() -> None:
             workers[0].send(serve.CLOSED)
             workers[1].send(serve.CLOSED)
             workers[1].send(serve.CLOSED)
-            assert balancer.closed(0) and balancer.closed(1)
+            assert balancer.heard(0) and balancer.heard(1)
             assert balancer.open == {0: 1, 1: 0, 2: 1}
         finally:
-            for slot in list(balancer.links):
-                balancer.detach(slot)
+            balancer.close()
             for end in workers.values():
                 end.close()
 
 
-def test_a_gone_worker_is_skipped_and_no_worker_means_the_connection_is_refused() -> None:
+def test_a_gone_worker_is_skipped_and_with_none_left_no_worker_takes_the_connection() -> None:
     with socket.create_server(("127.0.0.1", 0)) as listener:
         balancer = serve.Balancer(listener)
         gone, alive = balancer.attach(0), balancer.attach(1)
@@ -230,15 +229,51 @@ def test_a_gone_worker_is_skipped_and_no_worker_means_the_connection_is_refused(
                 with connection:
                     assert balancer.hand_off(connection)
             assert balancer.open == {0: 0, 1: 1}
-            assert not balancer.closed(0)  # the supervisor then looks at its workers at once
+            assert not balancer.heard(0)  # the supervisor then looks at its workers at once
             alive.close()
             with socket.create_connection(listener.getsockname()):
                 connection, _ = listener.accept()
                 with connection:
                     assert not balancer.hand_off(connection)
         finally:
-            for slot in list(balancer.links):
-                balancer.detach(slot)
+            balancer.close()
+
+
+def test_a_ready_worker_is_preferred_and_connections_wait_while_no_worker_runs() -> None:
+    """While a worker restarts, the others take the new connections; with none running, they
+    wait in the supervisor and go to the next worker."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        balancer = serve.Balancer(listener)
+        starting, ready = balancer.attach(0), balancer.attach(1)
+        ready.send(serve.READY)
+        clients = []
+        try:
+            assert balancer.heard(1) and balancer.ready == {1}
+            for _ in range(2):
+                clients.append(socket.create_connection(listener.getsockname()))
+                time.sleep(0.05)
+                balancer.accept()
+            assert balancer.open == {0: 0, 1: 2}  # the ready one, though busier
+            starting.close()
+            ready.close()
+            assert not balancer.heard(0) and not balancer.heard(1)
+            balancer.detach(0)
+            balancer.detach(1)
+            clients.append(socket.create_connection(listener.getsockname()))
+            time.sleep(0.05)
+            balancer.accept()
+            assert len(balancer.pending) == 1  # no worker: it waits
+            restarted = balancer.attach(0)  # the next worker gets it, even before it is ready
+            assert not balancer.pending and balancer.open == {0: 1}
+            _, fds, _, _ = socket.recv_fds(restarted, 16, 4)
+            with socket.socket(fileno=fds[0]) as handed:
+                clients[-1].sendall(b"late")
+                assert handed.recv(4) == b"late"
+            restarted.close()
+        finally:
+            balancer.close()
+            for client in clients:
+                client.close()
 
 
 def test_a_worker_serves_handed_over_connections_and_says_when_each_closes() -> None:
@@ -266,8 +301,9 @@ def test_a_worker_serves_handed_over_connections_and_says_when_each_closes() -> 
             answer = await loop.run_in_executor(None, client.recv, 4096)
             assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"hello")
             ours.setblocking(False)
+            assert ours.recv(16) == serve.READY  # said once its loop ran
             with pytest.raises(BlockingIOError):
-                ours.recv(16)  # still open: nothing said
+                ours.recv(16)  # the connection still open: nothing said
             client.close()
             for _ in range(100):
                 await asyncio.sleep(0.01)

@@ -22,6 +22,7 @@ kills it and leaves the workers running unsupervised).
 from __future__ import annotations
 
 import argparse
+import collections
 import math
 import os
 import selectors
@@ -142,7 +143,7 @@ class Supervisor:
         for key, _ in self.selector.select(timeout=0.2):
             if key.data is None:
                 balancer.accept()
-            elif not balancer.closed(key.data):
+            elif not balancer.heard(key.data):
                 self.selector.unregister(key.fileobj)
                 polled = 0.0
         return polled
@@ -185,8 +186,7 @@ class Supervisor:
                 worker.kill()
                 worker.wait()
         if self.balancer is not None:
-            for slot in list(self.balancer.links):
-                self.balancer.detach(slot)
+            self.balancer.close()
 
 
 #: the worker's flag for the Unix socket its connections arrive on (thumbor_adapter.serve_handed_off)
@@ -219,9 +219,12 @@ def _listen(ip: str, port: int) -> socket.socket:
 
 class Balancer:
     """The supervisor's side of the hand-off: every connection accepted on the port goes to the
-    worker with the fewest open connections (ties: the one that got a connection least
-    recently), passed over a Unix socket pair per worker (``SCM_RIGHTS``); the worker says when a
-    connection closes (one byte back, :data:`CLOSED`).
+    ready worker with the fewest open connections (ties: the one that got a connection least
+    recently), passed over a Unix socket pair per worker (``SCM_RIGHTS``). A worker says on its
+    pair when it is ready (:data:`READY`) and when a connection it was given closes
+    (:data:`CLOSED`). A worker still starting gets connections only when no worker is ready
+    (they wait in its pair until it is); with no worker at all, they wait here (at most
+    :data:`MAX_PENDING`) for the next one.
 
     Why not let the workers accept: a client keeps its connection, and so its worker, for every
     request it sends. With the kernel choosing (one shared socket, or ``SO_REUSEPORT``'s hash),
@@ -232,10 +235,15 @@ class Balancer:
 
     def __init__(self, listener: socket.socket) -> None:
         self.listener = listener
+        listener.setblocking(False)  # accept() takes what is waiting, then returns
         #: slot -> the supervisor's end of that worker's pair
         self.links: dict[int, socket.socket] = {}
         #: slot -> connections handed to the worker and not closed yet
         self.open: dict[int, int] = {}
+        #: slots whose worker said it is ready
+        self.ready: set[int] = set()
+        #: connections no worker could take yet
+        self.pending: collections.deque[socket.socket] = collections.deque()
         self._given: dict[int, int] = {}
         self._handed = 0
 
@@ -246,6 +254,7 @@ class Balancer:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         ours.setblocking(False)
         self.links[slot], self.open[slot], self._given[slot] = ours, 0, 0
+        self.flush()
         return theirs
 
     def detach(self, slot: int) -> None:
@@ -254,6 +263,13 @@ class Balancer:
             link.close()
         self.open.pop(slot, None)
         self._given.pop(slot, None)
+        self.ready.discard(slot)
+
+    def close(self) -> None:
+        for slot in list(self.links):
+            self.detach(slot)
+        while self.pending:
+            self.pending.popleft().close()
 
     def accept(self) -> None:
         """Hand off every connection waiting on the port."""
@@ -265,42 +281,62 @@ class Balancer:
             except OSError as error:  # e.g. out of file descriptors: the next select retries
                 print(f"imgstack: cannot accept a connection: {error}", file=sys.stderr, flush=True)
                 return
-            with connection:  # the worker has its own copy once sent
-                self.hand_off(connection)
+            if self.pending or not self.hand_off(connection):
+                self._wait(connection)
+
+    def _wait(self, connection: socket.socket) -> None:
+        if len(self.pending) >= MAX_PENDING:
+            connection.close()  # the client sees it reset and may retry
+        else:
+            self.pending.append(connection)
+
+    def flush(self) -> None:
+        """Hand off the connections that waited for a worker, oldest first."""
+        while self.pending and self.hand_off(self.pending[0]):
+            self.pending.popleft()
 
     def hand_off(self, connection: socket.socket) -> bool:
-        """Send ``connection`` to the least busy worker that takes it; False when none does (the
-        connection is then closed: the client sees it reset and may retry)."""
-        for slot in sorted(self.links, key=lambda s: (self.open[s], self._given[s])):
+        """Send ``connection`` to the least busy worker that takes it (a ready one first) and
+        close this process's copy; False (``connection`` left open) when none takes it."""
+        order = sorted(self.links, key=lambda s: (s not in self.ready, self.open[s], self._given[s]))
+        for slot in order:
             try:
                 socket.send_fds(self.links[slot], [b"c"], [connection.fileno()])
             except OSError:  # its buffer is full or the worker is gone: the next one
                 continue
+            connection.close()  # the worker has its own copy
             self._handed += 1
             self.open[slot] += 1
             self._given[slot] = self._handed
             return True
         return False
 
-    def closed(self, slot: int) -> bool:
-        """Read what the worker in ``slot`` sent back: a byte per connection it closed. False
-        once the worker's end is closed."""
+    def heard(self, slot: int) -> bool:
+        """Read what the worker in ``slot`` sent: :data:`READY` once, :data:`CLOSED` per
+        connection it closed. False once the worker's end is closed."""
         link = self.links.get(slot)
         while link is not None:
             try:
                 data = link.recv(4096)
             except (BlockingIOError, InterruptedError):
-                return True
+                break
             except OSError:
                 data = b""
             if not data:  # the worker is gone (or going): the supervisor's poll restarts it
+                self.ready.discard(slot)
                 return False
-            self.open[slot] = max(0, self.open[slot] - len(data))
+            if READY in data:
+                self.ready.add(slot)
+            self.open[slot] = max(0, self.open[slot] - data.count(CLOSED))
+        self.flush()
         return link is not None
 
 
-#: what a worker sends back on its hand-off socket when a connection it was given closes
-CLOSED = b"-"
+#: what a worker sends on its hand-off socket once it serves, and when a connection it was
+#: given closes
+READY, CLOSED = b"+", b"-"
+#: connections held while no worker takes any (all being restarted); more are refused
+MAX_PENDING = 1024
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -445,8 +445,8 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
 
 # --- connections handed over by the supervisor (thumbor_plugins.serve.Balancer) -------------
 
-#: the byte sent back to the supervisor for each connection closed (serve.CLOSED)
-_CLOSED = b"-"
+#: what the worker tells the supervisor: it serves, a connection closed (serve.READY, CLOSED)
+_READY, _CLOSED = b"+", b"-"
 
 
 class HandedOffServer(HTTPServer):
@@ -476,7 +476,7 @@ class HandedOffServer(HTTPServer):
             address = connection.getpeername()
         except OSError:  # the client left while its connection was handed over
             connection.close()
-            self._tell_closed()
+            self.tell(_CLOSED)
             return
         stream = tornado.iostream.IOStream(
             connection, max_buffer_size=self.max_buffer_size, read_chunk_size=self.read_chunk_size
@@ -485,11 +485,11 @@ class HandedOffServer(HTTPServer):
 
     def on_close(self, server_conn: Any) -> None:
         super().on_close(server_conn)
-        self._tell_closed()
+        self.tell(_CLOSED)
 
-    def _tell_closed(self) -> None:
+    def tell(self, what: bytes) -> None:
         try:
-            self.link.send(_CLOSED)
+            self.link.send(what)
         except OSError:  # the supervisor is gone or its buffer is full: it only balances less well
             pass
 
@@ -507,5 +507,7 @@ def _handed_off_server(link: socket.socket, application: Any, context: Any) -> H
     server = HandedOffServer(application, xheaders=True)
     server.link = link
     link.setblocking(False)
-    tornado.ioloop.IOLoop.current().add_handler(link.fileno(), server.receive, tornado.ioloop.IOLoop.READ)
+    loop = tornado.ioloop.IOLoop.current()
+    loop.add_handler(link.fileno(), server.receive, tornado.ioloop.IOLoop.READ)
+    loop.add_callback(server.tell, _READY)  # once the loop runs: connections are served at once
     return server
