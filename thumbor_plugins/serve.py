@@ -189,7 +189,7 @@ class Supervisor:
             self.balancer.close()
 
 
-#: the worker's flag for the Unix socket its connections arrive on (thumbor_adapter.serve_handed_off)
+#: the worker's flag for the Unix socket its connections arrive on (thumbor_adapter.HandedOffServer)
 HANDOFF_FLAG = "--handoff-fd"
 
 

@@ -20,7 +20,9 @@ that upgrading Thumbor is a test run, not an outage.
 - :func:`share_filters_factory`: one Thumbor ``FiltersFactory`` per process instead of one per
   request (the name ``thumbor.context.FiltersFactory`` replaced).
 - :func:`checked_settings`, :func:`run_thumbor`: Thumbor's command line, for
-  :mod:`thumbor_plugins.serve` (the worker's event loop, its start-up objects frozen).
+  :mod:`thumbor_plugins.serve` (the worker's event loop, its start-up objects frozen; with
+  several workers, :class:`HandedOffServer` in place of ``thumbor.server.run_server``'s, serving
+  the connections the supervisor hands over).
 """
 
 from __future__ import annotations
