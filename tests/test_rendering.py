@@ -247,26 +247,34 @@ def _server_side_owners(port: int, client_ports: list[int]) -> list[int]:
 
 
 def test_keep_alive_connections_are_spread_evenly_over_the_workers(s3_server, tmp_path) -> None:
-    """Four keep-alive clients on two workers: always two each. Left to the kernel they landed
-    3:1 or 4:0 in five rounds of eight, and the busier worker queued renders while the other
-    idled."""
+    """Four keep-alive clients on two workers: always two each, once both workers are ready (a
+    starting worker gets connections only when no worker is ready). Left to the kernel they
+    landed 3:1 or 4:0 in five rounds of eight, and the busier worker queued renders while the
+    other idled."""
     import socket
 
     thumbor = embedded.start_thumbor(thumbor_env(s3_server, IMGSTACK_PROCESSES="2"), tmp_path / "thumbor.log")
+    port = int(thumbor.url.rsplit(":", 1)[1])
+
+    def split() -> list[int]:
+        connections = [socket.create_connection(("127.0.0.1", port)) for _ in range(4)]
+        try:
+            for connection in connections:  # one request each, the connection kept
+                connection.sendall(b"GET /healthcheck HTTP/1.1\r\nHost: x\r\n\r\n")
+                assert connection.recv(4096).startswith(b"HTTP/1.1 200")
+            return _server_side_owners(port, [c.getsockname()[1] for c in connections])
+        finally:
+            for connection in connections:
+                connection.close()
+            time.sleep(0.3)  # the workers tell the supervisor those connections closed
+
     try:
         workers = set(worker_pids(thumbor))
-        port = int(thumbor.url.rsplit(":", 1)[1])
+        deadline = time.monotonic() + 30
+        while set(split()) != workers:  # until the second worker is ready too
+            assert time.monotonic() < deadline, "a worker never got a connection"
         for _ in range(5):
-            connections = [socket.create_connection(("127.0.0.1", port)) for _ in range(4)]
-            try:
-                for connection in connections:  # one request each, the connection kept
-                    connection.sendall(b"GET /healthcheck HTTP/1.1\r\nHost: x\r\n\r\n")
-                    assert connection.recv(4096).startswith(b"HTTP/1.1 200")
-                owners = _server_side_owners(port, [c.getsockname()[1] for c in connections])
-            finally:
-                for connection in connections:
-                    connection.close()
+            owners = split()
             assert set(owners) == workers and sorted(owners.count(pid) for pid in workers) == [2, 2], owners
-            time.sleep(0.3)  # the workers tell the supervisor those connections closed
     finally:
         thumbor.stop()
