@@ -103,6 +103,8 @@ def test_workers_share_the_port_and_a_dead_worker_is_replaced(s3_server, tmp_pat
         pids = worker_pids(thumbor)
         assert len(pids) == 2
         os.kill(pids[0], signal.SIGKILL)
+        while _running(pids[0]):  # dead (a connection handed to it as it died is lost with it)
+            time.sleep(0.01)
         # meanwhile the other worker takes every new connection: none waits for the replacement
         # to start, as those the kernel queued on the dead worker's own socket did (0.7 s seen)
         for _ in range(10):
