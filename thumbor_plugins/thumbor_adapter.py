@@ -53,6 +53,7 @@ from tornado.httpserver import HTTPServer
 
 from . import clients, observe
 from .pipeline import Decision, public_text
+from .serve import CLOSED, READY
 from .settings import Settings, settings_of
 
 logger = logging.getLogger("imgstack")
@@ -447,8 +448,6 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
 
 # --- connections handed over by the supervisor (thumbor_plugins.serve.Balancer) -------------
 
-#: what the worker tells the supervisor: it serves, a connection closed (serve.READY, CLOSED)
-_READY, _CLOSED = b"+", b"-"
 
 
 class HandedOffServer(HTTPServer):
@@ -478,7 +477,7 @@ class HandedOffServer(HTTPServer):
             address = connection.getpeername()
         except OSError:  # the client left while its connection was handed over
             connection.close()
-            self.tell(_CLOSED)
+            self.tell(CLOSED)
             return
         stream = tornado.iostream.IOStream(
             connection, max_buffer_size=self.max_buffer_size, read_chunk_size=self.read_chunk_size
@@ -487,7 +486,7 @@ class HandedOffServer(HTTPServer):
 
     def on_close(self, server_conn: Any) -> None:
         super().on_close(server_conn)
-        self.tell(_CLOSED)
+        self.tell(CLOSED)
 
     def tell(self, what: bytes) -> None:
         try:
@@ -511,5 +510,5 @@ def _handed_off_server(link: socket.socket, application: Any, context: Any) -> H
     link.setblocking(False)
     loop = tornado.ioloop.IOLoop.current()
     loop.add_handler(link.fileno(), server.receive, tornado.ioloop.IOLoop.READ)
-    loop.add_callback(server.tell, _READY)  # once the loop runs: connections are served at once
+    loop.add_callback(server.tell, READY)  # once the loop runs: connections are served at once
     return server
