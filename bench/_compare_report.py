@@ -366,8 +366,10 @@ def _markdown(facts: dict, rows: list[dict], found: list[dict]) -> list[str]:
         "- CPU ms/req: user + system time of the server's whole process tree over the row, per request; "
         "S3 CPU: the S3 server's. Peak RSS: sum over the tree (the bare libraries: all workers, each "
         "holding the corpus), sampled every 100 ms; the processes live through the whole run, so it also "
-        "holds what earlier rows left allocated. /healthcheck: a new connection every ~100 ms during the "
-        "highest-concurrency miss rows. Requests sent before a row's time is up are awaited and counted.",
+        "holds what earlier rows left allocated. /healthcheck: a new connection every ~100 ms, during one "
+        "more round of each highest-concurrency miss row per server, whose requests are in none of the "
+        "row's other figures (ten probes a second cost a server about 2% of its CPU, which the bare "
+        "libraries do not pay). Requests sent before a row's time is up are awaited and counted.",
         "- p95 / p50 \"per original\": the 95th percentile of each request's latency divided by the median "
         "latency of the requests for the same original (originals differ in cost: a progressive JPEG "
         "among baseline ones).",

@@ -1,7 +1,7 @@
 """Side by side, in one run: imgstack (as ``imgstack dev`` starts it), stock Thumbor 7.8 + tc_aws
 7.0.4, and the bare imaging libraries (Pillow, pyvips) on the same requests (issue 11).
 
-Run from a checkout: ``scripts/setup && .venv/bin/python bench/compare.py`` (about 15 minutes on
+Run from a checkout: ``scripts/setup && .venv/bin/python bench/compare.py`` (about 20 minutes on
 2 cores; ``--quick`` about 2). It fetches its corpus (Debian wallpaper packages, Thumbor's
 portraits) into .cache/bench/, creates .cache/bench/stock-venv for the stock stack, starts the
 embedded S3 server, both stacks and a pool of library workers, all on loopback, measures, stops
@@ -12,13 +12,14 @@ Rows:
   (``fit-in/WxH``, ``WxH`` fill or ``WxH/smart``, W in 400-512), so it is a new result-storage key;
   concurrency 1 and 4, keep-alive connections; the bare libraries render the same requests from
   bytes in memory with ``min(concurrency, cores)`` jobs in flight. Each row is measured in rounds
-  (``--rounds``, 3): in a round every target in turn renders the round's sizes for ``--duration``
+  (``--rounds``, 4): in a round every target in turn renders the round's sizes for ``--duration``
   seconds, so that a slower or faster spell of this shared machine falls on every target; a
   target's req/s is the median of its rounds.
 - hits: the same URLs again (our result storage answers) against presigned GETs of the same
   bytes straight from S3, through the same client loop.
 Per row: req/s, p50/p95 latency, CPU ms per request of the server's process tree (and of the S3
-server's), peak RSS of the tree, and /healthcheck latency probed every 100 ms during c=4 misses.
+server's), peak RSS of the tree, and /healthcheck latency probed every 100 ms in a round of c=4 misses
+of its own.
 """
 
 from __future__ import annotations
@@ -192,18 +193,19 @@ def summarize(parts: list[Measured]) -> dict:
     }
 
 
-def http_summary(parts: list[Measured]) -> dict:
-    """summarize, plus the S3 server's CPU and the /healthcheck probes of an HTTP target."""
+def http_summary(parts: list[Measured], probed: Measured | None = None) -> dict:
+    """summarize, plus the S3 server's CPU, of an HTTP target; with ``probed`` (a round of its
+    own under the same load), the /healthcheck probes and that round's req/s."""
     row = summarize(parts)
     ok = row["requests"]
     row["s3_cpu_ms_per_request"] = round(sum(p.s3_cpu or 0 for p in parts) / ok * 1000, 1) if ok else None
-    probed = [p for p in parts if p.health is not None]
-    if probed:
-        latencies = [x for p in probed for x in p.health or []]
-        row |= {"health_probes": len(latencies), "health_failures": sum(p.health_failures for p in probed),
+    if probed is not None and probed.health is not None:
+        latencies = probed.health
+        row |= {"health_probes": len(latencies), "health_failures": probed.health_failures,
                 "health_p99_ms": _ms(percentile(latencies, 0.99)),
                 "health_max_ms": _ms(max(latencies, default=None)),
-                "health_latencies_ms": [_ms(x) for x in latencies]}
+                "health_latencies_ms": [_ms(x) for x in latencies],
+                "rps_probed": round(probed.rps, 2)}
     return row
 
 
@@ -271,21 +273,32 @@ class Bench:
 
     def miss_rows(self, shape: Shape) -> None:
         """Per concurrency, ``--rounds`` rounds; in each, every target renders the same new sizes,
-        one target after the other."""
+        one target after the other. At the highest concurrency each server then gets one more
+        round with the /healthcheck probe: its latency under the same load, kept out of the
+        throughput rounds (the probe's ten connections a second cost the server about 2% of its
+        CPU, which the bare libraries would not pay)."""
         self.warm_up(shape)
+        servers = (("ours", self.ours), ("stock", self.stock))
         for concurrency in self.args.concurrency:
-            probe = concurrency == max(self.args.concurrency)
             parts: dict[str, list[Measured]] = {name: [] for name in ("ours", "stock", "pillow", "pyvips")}
             for _ in range(self.args.rounds):
                 sizes = self.sizes.reserve(shape.mode, self.args.max_requests)
-                for name, server in (("ours", self.ours), ("stock", self.stock)):
-                    requests = self.requests(shape, sizes, stock=server is self.stock)
-                    parts[name].append(self.http_part(server, requests, concurrency, probe=probe))
+                for name, server in servers:
+                    parts[name].append(self.http_part(server, self.requests(shape, sizes, stock=server is self.stock),
+                                                      concurrency, probe=False))
                     time.sleep(0.5)  # lets our result-storage writes finish outside the next target's turn
                 for library in ("pillow", "pyvips"):
                     parts[library].append(self.bare_part(self.jobs(shape, sizes, library), concurrency))
-            for name in ("ours", "stock"):
-                self.record("miss", shape.id, shape.label, concurrency, name, http_summary(parts[name]))
+            probed: dict[str, Measured] = {}
+            if concurrency == max(self.args.concurrency):
+                sizes = self.sizes.reserve(shape.mode, self.args.max_requests)
+                for name, server in servers:
+                    probed[name] = self.http_part(server, self.requests(shape, sizes, stock=server is self.stock),
+                                                  concurrency, probe=True)
+                    time.sleep(0.5)
+            for name, _ in servers:
+                row = http_summary(parts[name], probed.get(name))
+                self.record("miss", shape.id, shape.label, concurrency, name, row)
             for library in ("pillow", "pyvips"):
                 row = summarize(parts[library])
                 row["content_types"] = {CONTENT_TYPES[shape.output]: row["requests"]}
@@ -346,8 +359,8 @@ def parse_args() -> argparse.Namespace:
                         help="seconds per target and round (default 5); a hit row: seconds per row")
     parser.add_argument("--max-requests", type=int, default=500,
                         help="requests per target and round of a miss row at most (default 500)")
-    parser.add_argument("--rounds", type=int, default=3,
-                        help="rounds per miss row (default 3): the targets take turns, req/s is the median")
+    parser.add_argument("--rounds", type=int, default=4,
+                        help="rounds per miss row (default 4): the targets take turns, req/s is the median")
     parser.add_argument("--concurrency", default="1,4", help="client concurrencies (default 1,4)")
     parser.add_argument("--only", default=",".join(SECTIONS), help=f"sections to run, of {','.join(SECTIONS)}")
     parser.add_argument("--quick", action="store_true", help="1-second rows of 50 requests at most: a smoke run")
