@@ -104,19 +104,20 @@ SECTIONS = [shape.id for shape in SHAPES] + ["hits"]
 
 class Sizes:
     """Output sizes never handed out twice in a run: W cycles through 400-512 and the other side
-    steps through 201 values, so that every request of our stack is a new result-storage key.
+    steps through 201 values, so that every request of our stack is a new result-storage key
+    (counted per mode: a fit-in box and a crop of the same size are different URLs).
     Warm-up sizes stay below 400, apart from every measured one."""
 
     WIDTHS, STEPS = 113, 201
     CAPACITY = WIDTHS * STEPS  # distinct sizes per mode; parse_args keeps a run below it
 
     def __init__(self) -> None:
-        self._next = 0
+        self._next: Counter[str] = Counter()
         self._warm = 0
 
     def reserve(self, mode: str, count: int) -> list[tuple[int, int]]:
-        numbers = range(self._next, self._next + count)
-        self._next += count
+        numbers = range(self._next[mode], self._next[mode] + count)
+        self._next[mode] += count
         return [self._size(mode, 400 + n % self.WIDTHS, n // self.WIDTHS) for n in numbers]
 
     def warm(self, mode: str, count: int) -> list[tuple[int, int]]:
@@ -374,8 +375,12 @@ def parse_args() -> argparse.Namespace:
         parser.error(f"unknown sections {sorted(unknown)}; known: {','.join(SECTIONS)}")
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
-    if len(SHAPES) * len(args.concurrency) * args.rounds * args.max_requests + HIT_URLS > Sizes.CAPACITY:
-        parser.error("--max-requests too high: the run would need more distinct sizes than there are")
+    # per mode: every round of every concurrency, the probed round, and the hit rows' URLs
+    rounds = len(args.concurrency) * args.rounds + 1
+    for mode in {shape.mode for shape in SHAPES}:
+        needed = sum(1 for shape in SHAPES if shape.mode == mode) * rounds * args.max_requests
+        if needed + (HIT_URLS if mode == SHAPES[0].mode else 0) > Sizes.CAPACITY:
+            parser.error("--max-requests too high: the run would need more distinct sizes than there are")
     args.cores = os.cpu_count() or 1
     return args
 
