@@ -229,8 +229,8 @@ class Bench:
             return Measured(run, tree.cpu, tree.peak_rss, s3.cpu, health.latencies, health.failures)
         return Measured(run, tree.cpu, tree.peak_rss, s3.cpu)
 
-    def http_row(self, server: Server, requests: list[Request], concurrency: int, *, probe: bool) -> dict:
-        return http_summary([self.http_part(server, requests, concurrency, probe=probe)])
+    def http_row(self, server: Server, requests: list[Request], concurrency: int) -> dict:
+        return http_summary([self.http_part(server, requests, concurrency, probe=False)])
 
     def bare_part(self, jobs: list[bare.Job], concurrency: int) -> Measured:
         workers = [p.pid for p in multiprocessing.active_children()]  # the pool's, started by the warm-up
@@ -332,7 +332,7 @@ class Bench:
                 for name, server, requests in (("ours", self.ours, urls), (COLD, cold, urls), ("s3", s3_server, raw)):
                     loop = [requests[i % len(requests)] for i in range(count)]
                     self.record("hit", "hits", "JPEG fit-in, result-storage hit vs S3 GET", concurrency, name,
-                                self.http_row(server, loop, concurrency, probe=False))
+                                self.http_row(server, loop, concurrency))
         finally:
             cold.stop()
 

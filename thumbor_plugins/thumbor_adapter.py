@@ -449,7 +449,6 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
 # --- connections handed over by the supervisor (thumbor_plugins.serve.Balancer) -------------
 
 
-
 class HandedOffServer(HTTPServer):
     """Thumbor's HTTP server (``xheaders``, as ``thumbor.server.run_server`` makes it) serving the
     connections the supervisor sends over ``link`` rather than accepting any itself; each
