@@ -301,6 +301,14 @@ def percentile(values: Sequence[float], fraction: float) -> float | None:
     return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
 
 
+def median_per_group(samples: Sequence[Sample]) -> dict[str, float]:
+    """{original: median latency in ms} (the originals of a corpus differ in cost)."""
+    by_group: dict[str, list[float]] = defaultdict(list)
+    for sample in samples:
+        by_group[sample.group].append(sample.latency)
+    return {group: round(statistics.median(latencies) * 1000, 1) for group, latencies in sorted(by_group.items())}
+
+
 def spread_per_group(samples: Sequence[Sample]) -> float | None:
     """p95 of each latency divided by the median latency of its group (requests for the same
     original), so that originals of unequal cost (a progressive JPEG among baseline ones) are

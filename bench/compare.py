@@ -47,7 +47,17 @@ sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
 import _compare_bare as bare  # noqa: E402
 from _compare_corpus import corpus as fetch_corpus  # noqa: E402
-from _compare_load import HealthProbe, Request, Run, TreeMonitor, http_run, percentile, pool_run, spread_per_group  # noqa: E402
+from _compare_load import (  # noqa: E402
+    HealthProbe,
+    Request,
+    Run,
+    TreeMonitor,
+    http_run,
+    median_per_group,
+    percentile,
+    pool_run,
+    spread_per_group,
+)
 from _compare_report import write_reports  # noqa: E402
 from _compare_stacks import (  # noqa: E402
     BUCKET,
@@ -187,6 +197,7 @@ def summarize(parts: list[Measured]) -> dict:
         "p50_ms": _ms(percentile(latencies, 0.5)),
         "p95_ms": _ms(percentile(latencies, 0.95)),
         "p95_over_p50_per_original": _round(spread_per_group(ok), 2),
+        "p50_ms_by_original": median_per_group(ok),
         "cpu_ms_per_request": round(cpu / len(ok) * 1000, 1) if ok else None,
         "peak_rss_mb": round(max(part.rss for part in parts) / MIB, 1),
         "content_types": dict(Counter(s.content_type.split(";")[0] for s in ok)),

@@ -158,6 +158,13 @@ Config.define(
     "'thumbor_plugins.vips_engine' (default) or 'thumbor_plugins.engine'. See docs/decisions.md.",
     "Delivery")
 Config.define(
+    "IMGSTACK_JPEG_SKIP_SCANS", True,
+    "A progressive JPEG that shrink-on-load decodes at 1/8 is handed to libjpeg without the scans "
+    "that scale does not read (the AC scans of the components it decodes from DC alone): the same "
+    "pixels, bit for bit, from a fraction of the entropy decoding. Libvips engine only. See "
+    "docs/decisions.md.",
+    "Delivery")
+Config.define(
     "IMGSTACK_AVIF_EFFORT", 2,
     "libvips AVIF encoder effort, 0 (fastest) to 9 (smallest files), when Thumbor's AVIF_SPEED "
     "is unset (AVIF_SPEED s means effort 9 - s). See docs/decisions.md.",

@@ -219,6 +219,7 @@ class Settings:
     mezzanine_quality: int = _setting("IMGSTACK_MEZZANINE_QUALITY", 95, _whole)
     max_frames: int = _setting("IMGSTACK_MAX_FRAMES", 1000, _whole)
     jpeg_shrink_on_load: bool = _setting("IMGSTACK_JPEG_SHRINK_ON_LOAD", True, parse_flag)
+    jpeg_skip_scans: bool = _setting("IMGSTACK_JPEG_SKIP_SCANS", True, parse_flag)
     avif_effort: int = _setting("IMGSTACK_AVIF_EFFORT", 2, _whole)
     render_niceness: int = _setting("IMGSTACK_RENDER_NICENESS", 10, _whole)
     vips_concurrency: int = _setting("IMGSTACK_VIPS_CONCURRENCY", 2, _whole)

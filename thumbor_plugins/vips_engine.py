@@ -29,7 +29,7 @@ import pyvips
 from PIL import Image
 
 from . import engine as pil_engine
-from . import spool
+from . import jpeg_scans, spool
 from .settings import settings_of
 from .thumbor_adapter import state_of
 
@@ -211,6 +211,11 @@ class Engine(pil_engine.Engine):
             options["access"] = "sequential"
         if not options:
             return header
+        if options.get("shrink") == 8 and settings_of(self.context).jpeg_skip_scans and isinstance(buffer, bytes):
+            # a spooled (huge) original stays on disk: reading it here would map it all in
+            fewer_scans = jpeg_scans.for_eighth_scale(buffer)
+            if fewer_scans is not None:
+                source = self._source = pyvips.Source.new_from_memory(fewer_scans)
         image = pyvips.Image.new_from_source(source, "", **options)
         if (image.width, image.height) != (header.width, header.height):
             self._shrunk = ((header.width, header.height), (image.width, image.height))
