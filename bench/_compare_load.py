@@ -301,11 +301,16 @@ def percentile(values: Sequence[float], fraction: float) -> float | None:
     return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
 
 
-def median_per_group(samples: Sequence[Sample]) -> dict[str, float]:
-    """{original: median latency in ms} (the originals of a corpus differ in cost)."""
+def _latencies_by_group(samples: Sequence[Sample]) -> dict[str, list[float]]:
     by_group: dict[str, list[float]] = defaultdict(list)
     for sample in samples:
         by_group[sample.group].append(sample.latency)
+    return by_group
+
+
+def median_per_group(samples: Sequence[Sample]) -> dict[str, float]:
+    """{original: median latency in ms} (the originals of a corpus differ in cost)."""
+    by_group = _latencies_by_group(samples)
     return {group: round(statistics.median(latencies) * 1000, 1) for group, latencies in sorted(by_group.items())}
 
 
@@ -313,11 +318,8 @@ def spread_per_group(samples: Sequence[Sample]) -> float | None:
     """p95 of each latency divided by the median latency of its group (requests for the same
     original), so that originals of unequal cost (a progressive JPEG among baseline ones) are
     not taken for tail latency. Groups of fewer than 3 samples are left out."""
-    by_group: dict[str, list[float]] = defaultdict(list)
-    for sample in samples:
-        by_group[sample.group].append(sample.latency)
     ratios = []
-    for latencies in by_group.values():
+    for latencies in _latencies_by_group(samples).values():
         if len(latencies) >= 3:
             median = statistics.median(latencies)
             ratios += [latency / median for latency in latencies]

@@ -138,7 +138,7 @@ def per_original_table(rows: list[dict], shape: str, c: int) -> list[str]:
     originals of a corpus differ in cost."""
     index = _index(rows)
     targets = [t for t in ("ours", "stock", *BARE) if (shape, c, t) in index]
-    if not targets or "ours" not in targets:
+    if "ours" not in targets:
         return []
     medians = {t: index[(shape, c, t)].get("p50_ms_by_original") or {} for t in targets}
     originals = sorted(set().union(*medians.values()))
