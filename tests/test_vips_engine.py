@@ -335,11 +335,27 @@ def test_a_resize_of_a_resize_resamples_once_from_the_source() -> None:
     engine = load(Engine, encode(Image.open(PORTRAIT), "PNG"), ".png")
     source = engine.image
     engine.resize(400, 266)  # Thumbor's MAX_WIDTH normalisation, say
+    assert engine.size == (400, 266)
     engine.resize(200, 133)
-    assert engine._last_resize[1] is source
+    assert engine._pending == (source, (200, 133))  # the first resize was never built
     direct = load(Engine, encode(Image.open(PORTRAIT), "PNG"), ".png")
     direct.resize(200, 133)
     assert psnr(engine.read(".png", 80), direct.read(".png", 80)) == float("inf")
     engine.crop(0, 0, 100, 100)  # something between: the next resize starts from here
+    cropped = engine.image
     engine.resize(50, 50)
-    assert engine.size == (50, 50) and engine._last_resize[1] is not source
+    assert engine._pending == (cropped, (50, 50))
+    assert engine.image.width == engine.image.height == 50 and engine._pending is None
+
+
+def test_a_resize_is_built_when_the_image_is_needed() -> None:
+    engine = load(Engine, encode(Image.open(PORTRAIT), "PNG"), ".png")
+    engine.resize(120, 80)
+    assert engine.on_vips and engine.size == (120, 80) and engine._pending is not None
+    assert (engine.image.width, engine.image.height) == (120, 80)
+    engine.resize(120, 80)  # the size it has: nothing to do
+    assert engine._pending is None
+    other = engine.image.crop(0, 0, 30, 20)
+    engine.resize(60, 40)
+    engine.image = other  # an assignment replaces what was pending
+    assert engine.size == (30, 20) and engine._pending is None

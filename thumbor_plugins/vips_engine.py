@@ -140,12 +140,28 @@ def _jpeg_shrink(size: tuple[int, int], target: tuple[int, int]) -> int:
     return 1
 
 
+def _resampled(source: pyvips.Image, size: tuple[int, int]) -> pyvips.Image:
+    """``source`` resampled to exactly ``size`` (lanczos3, as Pillow's ANTIALIAS)."""
+    image = source
+    alpha = image.hasalpha()
+    if alpha:
+        # as Pillow does: colours are resampled weighted by their opacity. Back in the source's
+        # format before resampling, as libvips' own thumbnail does: its integer resamplers
+        # take 8-bit images; a float one cost 1.6x the time for RGBA (docs/decisions.md).
+        # Rounded, not truncated: truncating darkened semi-transparent edges by a level or two
+        image = image.premultiply().rint().cast(source.format)
+    image = image.resize(size[0] / image.width, vscale=size[1] / image.height, kernel="lanczos3")
+    if (image.width, image.height) != size:
+        image = image.gravity("north-west", *size, extend="copy")  # float rounding: +-1 pixel
+    if alpha:
+        image = image.unpremultiply().cast(source.format)
+    return image
+
+
 class Engine(pil_engine.Engine):
     """See the module docstring. ``self.image`` is a ``pyvips.Image`` while libvips handles the
     request, a Pillow image after :meth:`use_pil` (or from the start for other formats)."""
 
-    #: a ``pyvips.Image`` while libvips handles the request, a Pillow image after :meth:`use_pil`
-    image: Any
     extension: str | None
     #: the libvips image reads its source once, top to bottom (see _streamable)
     _sequential = False
@@ -153,12 +169,28 @@ class Engine(pil_engine.Engine):
     _source: Any = None
     #: the original is huge (its decode's buffers are worth giving back, see release_memory)
     _huge = False
-    #: (result, source) of the last libvips resize
-    _last_resize: tuple[pyvips.Image, pyvips.Image] | None = None
+    #: a ``pyvips.Image`` while libvips handles the request, a Pillow image after :meth:`use_pil`
+    _image: Any = None
+    #: a libvips resize asked for and not built yet: (source, size); see :meth:`resize`
+    _pending: tuple[pyvips.Image, tuple[int, int]] | None = None
+
+    @property  # type: ignore[override]
+    def image(self) -> Any:
+        """The image; a pending resize is built here, when something first needs the image."""
+        if self._pending is not None:
+            source, size = self._pending
+            self._pending = None
+            self._image = _resampled(source, size)
+        return self._image
+
+    @image.setter
+    def image(self, value: Any) -> None:
+        self._pending = None
+        self._image = value
 
     @property
     def on_vips(self) -> bool:
-        return isinstance(self.image, pyvips.Image)
+        return self._pending is not None or isinstance(self._image, pyvips.Image)
 
     def use_pil(self) -> None:
         if self.on_vips:
@@ -302,6 +334,8 @@ class Engine(pil_engine.Engine):
 
     @property
     def size(self) -> tuple[int, int]:
+        if self._pending is not None:
+            return self._pending[1]
         if self.on_vips:
             return self.image.width, self.image.height
         return super().size
@@ -319,31 +353,17 @@ class Engine(pil_engine.Engine):
         return None
 
     def resize(self, width: float, height: float) -> None:
+        """Lazy: the resize is built when the image is next needed (see :attr:`image`). A resize
+        of a resize with nothing between (Thumbor's MAX_WIDTH normalisation, then the requested
+        size) is thus one resampling from the first one's source, and the first one is never
+        built (building a lanczos3 resize computes its masks: about a millisecond)."""
         if not self.on_vips:
             return super().resize(width, height)
-        image = self.image
         size = max(1, int(width)), max(1, int(height))
-        if size == (image.width, image.height):
+        if size == self.size:
             return None
-        if self._last_resize is not None and self._last_resize[0] is image:
-            # a resize of a resize with nothing between (Thumbor's MAX_WIDTH normalisation, then
-            # the requested size): one resampling from the first one's source, not two
-            image = self._last_resize[1]
-        source = image
-        alpha = image.hasalpha()
-        if alpha:
-            # as Pillow does: colours are resampled weighted by their opacity. Back in the source's
-            # format before resampling, as libvips' own thumbnail does: its integer resamplers
-            # take 8-bit images; a float one cost 1.6x the time for RGBA (docs/decisions.md).
-            # Rounded, not truncated: truncating darkened semi-transparent edges by a level or two
-            image = image.premultiply().rint().cast(source.format)
-        image = image.resize(size[0] / image.width, vscale=size[1] / image.height, kernel="lanczos3")
-        if (image.width, image.height) != size:
-            image = image.gravity("north-west", *size, extend="copy")  # float rounding: +-1 pixel
-        if alpha:
-            image = image.unpremultiply().cast(source.format)
-        self.image = image
-        self._last_resize = (image, source)
+        source = self._pending[0] if self._pending is not None else self.image
+        self._pending = (source, size)
         return None
 
     def rotate(self, degrees: float) -> None:
