@@ -326,7 +326,8 @@ def write_reports(bench, files: dict[str, dict[str, Path]], seconds: float, *, g
         "cpu": _cpu_model(), "cores": args.cores, "commit": _commit(), "versions": _versions(),
         "command": " ".join([".venv/bin/python", "bench/compare.py", *sys.argv[1:]]),
         "options": {"duration_s": args.duration, "max_requests": args.max_requests, "rounds": args.rounds,
-                    "concurrency": args.concurrency, "sections": args.only, "partial": partial},
+                    "goal_rounds": max(args.rounds, args.goal_rounds), "concurrency": args.concurrency,
+                    "sections": args.only, "partial": partial},
         "run_seconds": round(seconds),
         "ours": {"engine": shipped.get("ENGINE"), "engine_threadpool_size": shipped.get("ENGINE_THREADPOOL_SIZE", 0),
                  "processes": bench.processes["ours"]},
@@ -357,7 +358,8 @@ def _markdown(facts: dict, rows: list[dict], found: list[dict]) -> list[str]:
         f"{facts['date']} · {facts['cpu']}, {facts['cores']} cores · Python {v['python']}, Thumbor {v['thumbor']}, "
         f"Pillow {v['pillow']}, libvips {v['libvips']} · commit {facts['commit']}",
         "",
-        f"Command: `{facts['command']}` — each miss row in {options['rounds']} rounds, in which every target "
+        f"Command: `{facts['command']}` — each miss row in {options['rounds']} rounds (the rows a goal is "
+        f"judged on: {options['goal_rounds']}), in which every target "
         f"in turn gets {options['duration_s']:g} s or {options['max_requests']} requests at most (req/s: the median "
         f"of its rounds; latency and CPU: over all of them); hit rows of {options['duration_s']:g} s; "
         f"the whole run took {facts['run_seconds'] / 60:.1f} min.",
