@@ -4,7 +4,7 @@ drift from the program: every ``imgstack`` line of its ``sh`` blocks, its Python
 stack's values; nothing else is changed.
 
 Not run here, with the reason: ``scripts/test`` (it is what runs this), ``scripts/run`` (it execs
-``imgstack dev``, which these tests start), the benchmark (10 minutes; ``bench/compare.py --quick``
+``imgstack dev``, which these tests start), the benchmark (30 minutes; ``bench/compare.py --quick``
 is its smoke run), and the docker compose section (no docker here; ``tests/deploy/`` validates it).
 """
 
