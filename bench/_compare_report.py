@@ -326,7 +326,7 @@ def write_reports(bench, files: dict[str, dict[str, Path]], seconds: float, *, g
         "cpu": _cpu_model(), "cores": args.cores, "commit": _commit(), "versions": _versions(),
         "command": " ".join([".venv/bin/python", "bench/compare.py", *sys.argv[1:]]),
         "options": {"duration_s": args.duration, "max_requests": args.max_requests, "rounds": args.rounds,
-                    "goal_rounds": max(args.rounds, args.goal_rounds), "concurrency": args.concurrency,
+                    "goal_rounds": args.goal_rounds, "concurrency": args.concurrency,
                     "sections": args.only, "partial": partial},
         "run_seconds": round(seconds),
         "ours": {"engine": shipped.get("ENGINE"), "engine_threadpool_size": shipped.get("ENGINE_THREADPOOL_SIZE", 0),

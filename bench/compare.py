@@ -148,7 +148,7 @@ def row_rounds(args: argparse.Namespace, shape: Shape, concurrency: int) -> int:
     """Rounds of a miss row: ``--goal-rounds`` where a goal is judged (a goal shape at the highest
     concurrency), else ``--rounds``."""
     judged = shape.goal and concurrency == max(args.concurrency)
-    return max(args.rounds, args.goal_rounds) if judged else args.rounds
+    return args.goal_rounds if judged else args.rounds
 
 
 def ensure_bench_extra() -> None:
@@ -399,6 +399,7 @@ def parse_args() -> argparse.Namespace:
         parser.error(f"unknown sections {sorted(unknown)}; known: {','.join(SECTIONS)}")
     if args.rounds < 1 or args.goal_rounds < 1:
         parser.error("--rounds and --goal-rounds must be at least 1")
+    args.goal_rounds = max(args.rounds, args.goal_rounds)  # never fewer than the other rows
     # per mode: every round of every concurrency, the probed round, and the hit rows' URLs
     for mode in {shape.mode for shape in SHAPES}:
         rounds = sum(sum(row_rounds(args, shape, c) for c in args.concurrency) + 1
