@@ -18,7 +18,8 @@ Rows:
   shapes at the highest concurrency) get ``--goal-rounds`` (8): with 4, the same row's ratio moved
   by up to 0.1x from run to run.
 - hits: the same URLs again (our result storage answers) against presigned GETs of the same
-  bytes straight from S3, through the same client loop.
+  bytes straight from S3, through the same client loop, in rounds as the misses are (each round
+  starts with the next target).
 Per row: req/s, p50/p95 latency, CPU ms per request of the server's process tree (and of the S3
 server's), peak RSS of the tree, and /healthcheck latency probed every 100 ms in a round of c=4 misses
 of its own.
@@ -151,6 +152,13 @@ def row_rounds(args: argparse.Namespace, shape: Shape, concurrency: int) -> int:
     return args.goal_rounds if judged else args.rounds
 
 
+def hit_rounds(args: argparse.Namespace, concurrency: int) -> int:
+    """Rounds of a hit row: ``--goal-rounds`` at the highest concurrency (the hit goal is judged
+    there), else ``--rounds``. A single 5-second stretch per target put the same code's ratio
+    anywhere from 0.76x to 1.11x across runs."""
+    return args.goal_rounds if concurrency == max(args.concurrency) else args.rounds
+
+
 def ensure_bench_extra() -> None:
     """matplotlib draws the chart: install the ``bench`` extra into this venv when it is missing."""
     try:
@@ -250,9 +258,6 @@ class Bench:
             return Measured(run, tree.cpu, tree.peak_rss, s3.cpu, health.latencies, health.failures)
         return Measured(run, tree.cpu, tree.peak_rss, s3.cpu)
 
-    def http_row(self, server: Server, requests: list[Request], concurrency: int) -> dict:
-        return http_summary([self.http_part(server, requests, concurrency, probe=False)])
-
     def bare_part(self, jobs: list[bare.Job], concurrency: int) -> Measured:
         workers = [p.pid for p in multiprocessing.active_children()]  # the pool's, started by the warm-up
         with TreeMonitor(lambda: workers) as tree:
@@ -348,12 +353,19 @@ class Bench:
         s3_server = Server("s3", self.s3.process, s3_port)
         # the same stack with its hot results off: every hit reads the result storage in S3
         cold = start_ours(self.s3, self.run_dir, COLD, IMGSTACK_HOT_RESULTS_BYTES="0")
+        sides = (("ours", self.ours, urls), (COLD, cold, urls), ("s3", s3_server, raw))
+        targets = [(name, server, [requests[i % len(requests)] for i in range(count)])
+                   for name, server, requests in sides]
         try:
             for concurrency in self.args.concurrency:
-                for name, server, requests in (("ours", self.ours, urls), (COLD, cold, urls), ("s3", s3_server, raw)):
-                    loop = [requests[i % len(requests)] for i in range(count)]
+                parts: dict[str, list[Measured]] = {name: [] for name, _, _ in targets}
+                for index in range(hit_rounds(self.args, concurrency)):
+                    # each round starts with the next target, so that none always follows the same one
+                    for name, server, loop in targets[index % 3:] + targets[:index % 3]:
+                        parts[name].append(self.http_part(server, loop, concurrency, probe=False))
+                for name, _, _ in targets:
                     self.record("hit", "hits", "JPEG fit-in, result-storage hit vs S3 GET", concurrency, name,
-                                self.http_row(server, loop, concurrency))
+                                http_summary(parts[name]))
         finally:
             cold.stop()
 

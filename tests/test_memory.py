@@ -19,7 +19,7 @@ from thumbor_plugins.sources import Source
 
 from .conftest import BUCKET, DERIVED, sign
 from .test_events import minio_event, post
-from .test_ops import scrape, value, wait_for_derived
+from .test_ops import scrape, value, wait_for_derived, wait_for_lines
 from .test_serving import PLAIN, upload
 
 SOURCE = Source("images", "a/b.jpg")
@@ -174,27 +174,87 @@ def test_should_render_the_new_original_after_an_overwrite_that_sent_no_event(s3
     assert Image.open(io.BytesIO(blue.content)).convert("RGB").getpixel((5, 5)) == (0, 0, 255)
 
 
-def test_a_repeated_hit_is_served_from_memory_as_s3_served_it(s3, thumbor_factory, uid) -> None:
-    thumbor = thumbor_factory(IMGSTACK_PROCESSES="1", SEND_IF_MODIFIED_LAST_MODIFIED_HEADERS="True")
+def headers_but_the_date(response: httpx.Response) -> list[tuple[str, str]]:
+    return sorted((name, value) for name, value in response.headers.items() if name != "date")
+
+
+#: a permanent link with Last-Modified sent; an expiring link whose format follows Accept
+HOT_CASES = {
+    "permanent": ({"SEND_IF_MODIFIED_LAST_MODIFIED_HEADERS": "True"}, {}, PLAIN),
+    "expiring, negotiated": ({"AUTO_WEBP": "True", "MAX_AGE": "300"},
+                             {"expires_in": 3600}, {"Accept": "image/webp,*/*"}),
+}
+
+
+@pytest.mark.parametrize("case", HOT_CASES)
+def test_a_repeated_hit_is_served_from_memory_as_s3_served_it(s3, thumbor_factory, uid, case) -> None:
+    """The hit from memory is answered before any request handler is made (app.hot_hit): the
+    same answer as the handler's, header for header, counted and logged alike."""
+    settings, link, accept = HOT_CASES[case]
+    thumbor = thumbor_factory(IMGSTACK_PROCESSES="1", **settings)
     key = f"{uid}/hot.jpg"
     upload(s3, key)
-    url = sign(f"{BUCKET}/{key}", base=thumbor.url, width=90, height=60)
-    rendered = httpx.get(url, headers=PLAIN)
+    url = sign(f"{BUCKET}/{key}", base=thumbor.url, width=90, height=60, **link)
+    rendered = httpx.get(url, headers=accept)
     wait_for_derived(s3, key)
-    from_s3 = httpx.get(url, headers=PLAIN)
+    from_s3 = httpx.get(url, headers=accept)
     before = scrape(thumbor.url)
-    from_memory = httpx.get(url, headers=PLAIN)
+    from_memory = httpx.get(url, headers=accept)
     after = scrape(thumbor.url)
     assert value(after, "imgstack_memory_hits_total", tier="results") == \
         value(before, "imgstack_memory_hits_total", tier="results") + 1
+    assert value(after, "imgstack_result_storage_lookups_total", result="hit") == \
+        value(before, "imgstack_result_storage_lookups_total", result="hit") + 1
     assert from_memory.status_code == from_s3.status_code == 200
     assert from_memory.content == from_s3.content == rendered.content
-    for header in ("content-type", "etag", "last-modified", "cache-control", "vary"):
-        assert from_memory.headers.get(header) == from_s3.headers.get(header), header
-    conditional = httpx.get(url, headers=PLAIN | {"If-None-Match": from_s3.headers["etag"]})
+    assert headers_but_the_date(from_memory) == headers_but_the_date(from_s3)
+    assert "date" in from_memory.headers and "server" not in from_memory.headers
+    # a HEAD is the image handler's: the same headers, no body
+    head = httpx.head(url, headers=accept)
+    assert head.status_code == 200 and head.content == b""
+    assert headers_but_the_date(head) == headers_but_the_date(from_memory)
+    logged = wait_for_lines(thumbor.process.log_path, lambda e: uid in e["path"] and e["method"] == "GET", 3)
+    assert [(e["status"], e["cache_hit"], e["bytes"]) for e in logged] == [
+        (200, False, len(rendered.content)), (200, True, len(rendered.content)), (200, True, len(rendered.content))]
+    assert logged[2]["format"] == logged[1]["format"] and logged[2]["client"] == logged[1]["client"] == "127.0.0.1"
+    assert logged[2]["path"] == logged[1]["path"] and logged[2]["path"].startswith("/<redacted>/")
+
+
+def held_in_memory(s3, thumbor, key: str, **link) -> tuple[str, httpx.Response]:  # noqa: ANN001
+    """Uploads a photo as ``key``, renders it, then reads its result twice (from S3, then from the
+    worker's memory); the link and the last answer."""
+    upload(s3, key)
+    url = sign(f"{BUCKET}/{key}", base=thumbor.url, width=90, height=60, **link)
+    assert httpx.get(url, headers=PLAIN).status_code == 200
+    wait_for_derived(s3, key)
+    answers = [httpx.get(url, headers=PLAIN) for _ in range(2)]
+    assert [a.status_code for a in answers] == [200, 200]
+    return url, answers[-1]
+
+
+def test_conditional_requests_for_a_hot_result_get_their_304(s3, thumbor_factory, uid) -> None:
+    thumbor = thumbor_factory(IMGSTACK_PROCESSES="1", SEND_IF_MODIFIED_LAST_MODIFIED_HEADERS="True")
+    url, hot = held_in_memory(s3, thumbor, f"{uid}/conditional.jpg")
+    conditional = httpx.get(url, headers=PLAIN | {"If-None-Match": hot.headers["etag"]})
     assert conditional.status_code == 304
-    since = httpx.get(url, headers=PLAIN | {"If-Modified-Since": from_s3.headers["last-modified"]})
+    assert conditional.headers["etag"] == hot.headers["etag"]
+    since = httpx.get(url, headers=PLAIN | {"If-Modified-Since": hot.headers["last-modified"]})
     assert since.status_code == 304
+    assert httpx.get(url, headers=PLAIN | {"If-None-Match": '"other"'}).content == hot.content
+
+
+def test_should_refuse_an_expired_or_tampered_link_to_a_result_held_in_memory(s3, thumbor_factory, uid) -> None:
+    """Links that differ only in expiry share one stored result (its key has no expires()): the
+    one held in memory for a valid link must not answer an expired or a tampered one."""
+    thumbor = thumbor_factory(IMGSTACK_PROCESSES="1")
+    key = f"{uid}/held.jpg"
+    valid, _ = held_in_memory(s3, thumbor, key, expires_in=3600)
+    expired = sign(f"{BUCKET}/{key}", base=thumbor.url, width=90, height=60, expires_at=int(time.time()) - 1)
+    assert httpx.get(expired, headers=PLAIN).status_code == 410
+    signature = valid.split("/")[3]
+    tampered = valid.replace(signature, signature[:-2] + ("AA" if signature[-2:] != "AA" else "BB"))
+    assert httpx.get(tampered, headers=PLAIN).status_code == 403
+    assert httpx.get(valid, headers=PLAIN).status_code == 200
 
 
 def test_should_not_serve_a_deleted_photo_from_any_workers_memory(s3, thumbor_factory, uid) -> None:
@@ -249,3 +309,26 @@ def test_memory_tiers_can_be_turned_off(setting) -> None:
     tiers.results.put("k", result(), tiers.generations.now(SOURCE))
     assert (tiers.originals.get(SOURCE) is None) == (setting == "IMGSTACK_ORIGINALS_CACHE_BYTES")
     assert (tiers.results.get("k") is None) == (setting == "IMGSTACK_HOT_RESULTS_BYTES")
+
+
+def test_a_result_held_in_memory_is_served_while_renders_fill_every_slot(s3, thumbor_factory, uid) -> None:
+    """IMGSTACK_MAX_CONCURRENT_REQUESTS bounds the work in flight; a hit from memory does none."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .test_rendering import noise_png
+
+    thumbor = thumbor_factory(IMGSTACK_MAX_CONCURRENT_REQUESTS="1", IMGSTACK_PROCESSES="1")
+    key = f"{uid}/held.jpg"
+    hot, answer = held_in_memory(s3, thumbor, key)
+    expected = answer.content
+    s3.put_object(Bucket=BUCKET, Key=f"{uid}/slow.png", Body=noise_png(4000, 3000))
+    slow = sign(f"{BUCKET}/{uid}/slow.png", base=thumbor.url, width=2000, height=2000, fit_in=True)
+    with ThreadPoolExecutor(1) as pool:
+        render = pool.submit(httpx.get, slow, headers={"Accept": "image/avif"}, timeout=120)
+        time.sleep(0.5)  # the render holds the only slot
+        other = httpx.get(sign(f"{BUCKET}/{key}", base=thumbor.url, width=91, height=60), headers=PLAIN)
+        held = httpx.get(hot, headers=PLAIN)
+        assert not render.done(), f"the slow render ended too soon to tell: {render.result()}"
+        assert other.status_code == 503  # a miss waits for a slot
+        assert held.status_code == 200 and held.content == expected
+        assert render.result().status_code == 200

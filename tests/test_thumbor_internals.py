@@ -38,6 +38,12 @@ ADAPTER_CALLABLES = [
     ("tornado.httputil", "HTTPMessageDelegate.data_received", ["chunk"]),
     ("tornado.httputil", "HTTPMessageDelegate.finish", []),
     ("tornado.httputil", "HTTPMessageDelegate.on_connection_close", []),
+    # _Early: an answer written to the connection without a request handler
+    ("tornado.http1connection", "HTTP1Connection.write_headers", ["start_line", "headers", "chunk"]),
+    ("tornado.http1connection", "HTTP1Connection.finish", []),
+    ("tornado.httputil", "ResponseStartLine", ["version", "code", "reason"]),
+    ("tornado.httputil", "HTTPHeaders.__init__", []),
+    ("tornado.httputil", "format_timestamp", ["ts"]),
     # ImagingAdapter: the hooks of Thumbor's imaging handler it overrides or calls
     ("thumbor.handlers.imaging", "ImagingHandler.get", []),
     ("thumbor.handlers.imaging", "ImagingHandler.head", []),

@@ -198,7 +198,8 @@ Config.define(
 Config.define(
     "IMGSTACK_MAX_CONCURRENT_REQUESTS", 64,
     "Image requests one process works on at once (after verification); more are refused with "
-    "503 + Retry-After instead of queueing without bound. 0: no limit.", "Delivery")
+    "503 + Retry-After instead of queueing without bound; a result held in the process's memory "
+    "(hot results) is served without taking a slot. 0: no limit.", "Delivery")
 
 # --- Events -----------------------------------------------------------------------------------
 Config.define(

@@ -79,6 +79,25 @@ async def lookup(config: Any, key: str, source: Source | None = None) -> ObjectD
     return data
 
 
+def held(settings: Settings, key: str) -> ObjectData | None:
+    """The result under ``key`` when this worker's memory holds it and may serve it without
+    asking S3 (within ``RESULT_STORAGE_EXPIRATION_SECONDS``; never with
+    ``IMGSTACK_REVALIDATE_ORIGINALS``, whose hits each ask S3). None otherwise: :func:`lookup`
+    decides. Counts nothing: a caller that serves it calls :func:`count_held`."""
+    if settings.revalidate_originals:
+        return None
+    data = memory.tiers(settings).results.get(key)
+    if data is None or _expired(settings.result_storage_expiration_seconds, data.last_modified):
+        return None
+    return data
+
+
+def count_held() -> None:
+    """A result :func:`held` gave was served: the metrics :func:`lookup` keeps for such a hit."""
+    observe.memory_hit("results")
+    observe.result_storage(hit=True)
+
+
 def _expired(ttl: int, last_modified: datetime.datetime | None) -> bool:
     if ttl <= 0 or last_modified is None:
         return False
