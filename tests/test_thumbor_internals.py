@@ -114,6 +114,10 @@ PLUGIN_CALLABLES = [
     ("thumbor.engines", "BaseEngine.get_proportional_height", ["new_width"]),
     ("thumbor.detectors", "BaseDetector.detect", []),
     ("thumbor.context", "Context.__init__", ["server", "config", "importer", "request_handler"]),
+    # blur_filter.py: Thumbor's blur, its kernel and its filters' interface
+    ("thumbor.filters.blur", "generate_1d_matrix", ["sigma", "radius"]),
+    ("thumbor.filters.blur", "Filter.blur", ["radius", "sigma"]),
+    ("thumbor.filters", "BaseFilter.run", []),
 ]
 
 #: other names imported
@@ -122,6 +126,9 @@ NAMES = [
     ("thumbor.config", "Config"),
     ("thumbor.filters", "BaseFilter"),
     ("thumbor.filters", "PHASE_PRE_LOAD"),
+    ("thumbor.filters", "BUILTIN_FILTERS"),
+    ("thumbor.filters", "filter_method"),
+    ("thumbor.filters.blur", "MAX_RADIUS"),
 ]
 
 #: modules that may import Thumbor: the adapter, and the plugins Thumbor loads by name (with the
@@ -134,6 +141,7 @@ THUMBOR_IMPORTERS = {
     "engine.py": {"thumbor.engines.pil"},
     "vips_engine.py": {"thumbor.engines", "thumbor.engines.pil"},
     "detectors.py": {"thumbor.detectors"},
+    "blur_filter.py": {"thumbor.filters"},
     "cli/dev.py": {"thumbor"},  # finds Thumbor's fixtures folder
 }
 

@@ -359,3 +359,53 @@ def test_a_resize_is_built_when_the_image_is_needed() -> None:
     engine.resize(60, 40)
     engine.image = other  # an assignment replaces what was pending
     assert engine.size == (30, 20) and engine._pending is None
+
+
+@pytest.mark.parametrize(("radius", "sigma"), [(1, 0), (4, 2), (20, 0), (3, 0.5)])
+@pytest.mark.parametrize("alpha", [False, True], ids=["rgb", "rgba"])
+def test_blur_on_libvips_makes_thumbors_pixels_and_stays_lazy(radius, sigma, alpha) -> None:  # noqa: ANN001
+    """thumbor_plugins.blur_filter: Thumbor's kernel, within 3 levels of Thumbor's pixels; it adds
+    to the libvips pipeline (no Pillow, nothing computed on the event loop)."""
+    import asyncio
+
+    from thumbor.filters.blur import apply_blur
+
+    from thumbor_plugins.blur_filter import Filter
+
+    if alpha:
+        rgba = Image.open(PORTRAIT).convert("RGBA").resize((400, 500))
+        rgba.putalpha(Image.linear_gradient("L").resize((400, 500)))
+        buffer, extension = encode(rgba, "PNG"), ".png"
+    else:
+        buffer, extension = PORTRAIT.read_bytes(), ".jpg"
+    ours = load(Engine, buffer, extension)
+    ours.resize(200, 250)
+    assert Filter.pre_compile() == "blur"  # as Thumbor's FiltersFactory does
+    blur = Filter(f"blur({radius},{sigma})" if sigma else f"blur({radius})", ours.context)
+    blur.engine = ours
+    asyncio.run(blur.run())
+    assert ours.on_vips
+    mode, blurred = ours.image_data_as_rgb()
+    theirs = load(Engine, buffer, extension)
+    theirs.resize(200, 250)
+    their_mode, data = theirs.image_data_as_rgb()
+    expected = apply_blur(their_mode, data, theirs.size, radius, sigma)
+    assert mode == their_mode
+    difference = np.abs(np.frombuffer(blurred, np.uint8).astype(int) - np.frombuffer(expected, np.uint8).astype(int))
+    # libvips' fixed-point sums, rounded; Thumbor's are truncated after each pass (a level darker)
+    assert difference.max() <= 3 and difference.mean() < 1.3
+
+
+def test_blur_of_an_image_in_pillow_is_thumbors() -> None:
+    import asyncio
+
+    from thumbor_plugins.blur_filter import Filter
+
+    engine = load(Engine, encode(Image.open(PORTRAIT).convert("P"), "GIF"), ".gif")
+    assert not engine.on_vips
+    before = engine.image.convert("RGB").tobytes()
+    assert Filter.pre_compile() == "blur"
+    blur = Filter("blur(3)", engine.context)
+    blur.engine = engine
+    asyncio.run(blur.run())
+    assert not engine.on_vips and engine.image.convert("RGB").tobytes() != before
