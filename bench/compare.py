@@ -361,7 +361,8 @@ class Bench:
                 parts: dict[str, list[Measured]] = {name: [] for name, _, _ in targets}
                 for index in range(hit_rounds(self.args, concurrency)):
                     # each round starts with the next target, so that none always follows the same one
-                    for name, server, loop in targets[index % 3:] + targets[:index % 3]:
+                    first = index % len(targets)
+                    for name, server, loop in targets[first:] + targets[:first]:
                         parts[name].append(self.http_part(server, loop, concurrency, probe=False))
                 for name, _, _ in targets:
                     self.record("hit", "hits", "JPEG fit-in, result-storage hit vs S3 GET", concurrency, name,

@@ -194,15 +194,14 @@ class ImageHandler(thumbor_adapter.ImagingAdapter):
             return False
         headers = _stored_headers(decision, stored, settings)
         modified = pipeline.last_modified(stored.last_modified, settings)
-        if modified is not None:
+        if modified is not None and pipeline.not_modified(modified, self.request.headers):
             self.set_header("Last-Modified", headers["Last-Modified"])
-            if pipeline.not_modified(modified, self.request.headers):
-                if settings.enable_etags:
-                    # the ETag the 200 would carry (Tornado's: SHA-1 of the body), as RFC 9110 asks
-                    self.set_header("Etag", thumbor_adapter.etag(stored.body))
-                self.set_status(304)
-                self.finish()
-                return True
+            if settings.enable_etags:
+                # the ETag the 200 would carry (Tornado's: SHA-1 of the body), as RFC 9110 asks
+                self.set_header("Etag", thumbor_adapter.etag(stored.body))
+            self.set_status(304)
+            self.finish()
+            return True
         for name, value in headers.items():
             self.set_header(name, value)
         self.bytes_sent = len(stored.body)
