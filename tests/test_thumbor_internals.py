@@ -114,9 +114,13 @@ PLUGIN_CALLABLES = [
     ("thumbor.engines", "BaseEngine.get_proportional_height", ["new_width"]),
     ("thumbor.detectors", "BaseDetector.detect", []),
     ("thumbor.context", "Context.__init__", ["server", "config", "importer", "request_handler"]),
-    # blur_filter.py: Thumbor's blur, its kernel and its filters' interface
+    # filters/: Thumbor's filters we compute on libvips, the blur's kernel, the filters' interface
     ("thumbor.filters.blur", "generate_1d_matrix", ["sigma", "radius"]),
     ("thumbor.filters.blur", "Filter.blur", ["radius", "sigma"]),
+    ("thumbor.filters.brightness", "Filter.brightness", ["value"]),
+    ("thumbor.filters.contrast", "Filter.contrast", ["value"]),
+    ("thumbor.filters.rgb", "Filter.rgb", ["red", "green", "blue"]),
+    ("thumbor.filters.saturation", "Filter.saturation", ["change"]),
     ("thumbor.filters", "BaseFilter.run", []),
 ]
 
@@ -141,7 +145,12 @@ THUMBOR_IMPORTERS = {
     "engine.py": {"thumbor.engines.pil"},
     "vips_engine.py": {"thumbor.engines", "thumbor.engines.pil"},
     "detectors.py": {"thumbor.detectors"},
-    "blur_filter.py": {"thumbor.filters"},
+    "filters/__init__.py": {"thumbor.filters"},
+    "filters/blur.py": {"thumbor.filters"},
+    "filters/brightness.py": {"thumbor.filters"},
+    "filters/contrast.py": {"thumbor.filters"},
+    "filters/rgb.py": {"thumbor.filters"},
+    "filters/saturation.py": {"thumbor.filters"},
     "cli/dev.py": {"thumbor"},  # finds Thumbor's fixtures folder
 }
 

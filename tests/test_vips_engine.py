@@ -310,6 +310,7 @@ def test_every_output_format_is_encoded(out, fmt) -> None:  # noqa: ANN001
     ({"width": 300, "height": 200, "smart": True}, False),  # detectors read the pixels first
     ({"width": 300, "height": 200, "vertical_flip": True}, False),
     ({"width": 300, "height": 200, "filters": "blur(2)"}, False),
+    ({"width": 300, "height": 200, "filters": "brightness(10):contrast(5):rgb(1,2,3):saturation(2):grayscale()"}, True),
     ({"width": 300, "height": 200, "meta": True}, False),
 ])
 def test_plain_resizes_stream_the_original(request_options, streams) -> None:  # noqa: ANN001
@@ -364,13 +365,13 @@ def test_a_resize_is_built_when_the_image_is_needed() -> None:
 @pytest.mark.parametrize(("radius", "sigma"), [(1, 0), (4, 2), (20, 0), (3, 0.5)])
 @pytest.mark.parametrize("alpha", [False, True], ids=["rgb", "rgba"])
 def test_blur_on_libvips_makes_thumbors_pixels_and_stays_lazy(radius, sigma, alpha) -> None:  # noqa: ANN001
-    """thumbor_plugins.blur_filter: Thumbor's kernel, within 3 levels of Thumbor's pixels; it adds
+    """thumbor_plugins.filters.blur: Thumbor's kernel, within 3 levels of Thumbor's pixels; it adds
     to the libvips pipeline (no Pillow, nothing computed on the event loop)."""
     import asyncio
 
     from thumbor.filters.blur import apply_blur
 
-    from thumbor_plugins.blur_filter import Filter
+    from thumbor_plugins.filters.blur import Filter
 
     if alpha:
         rgba = Image.open(PORTRAIT).convert("RGBA").resize((400, 500))
@@ -423,10 +424,93 @@ def test_blurs_of_a_streamed_original_never_read_it_out_of_order() -> None:
         vips_engine.pyvips.concurrency_set(before)
 
 
+def _image_of_mode(mode: str) -> tuple[bytes, str]:
+    """The portrait at 200x250 as an original of ``mode``: RGB (JPEG), RGBA with a gradient of
+    alpha (PNG), L (grey JPEG)."""
+    portrait = Image.open(PORTRAIT).resize((200, 250))
+    if mode == "RGBA":
+        rgba = portrait.convert("RGBA")
+        rgba.putalpha(Image.linear_gradient("L").resize((200, 250)))
+        return encode(rgba, "PNG"), ".png"
+    return encode(portrait.convert(mode), "JPEG", quality=95), ".jpg"
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "L"])
+@pytest.mark.parametrize(("call", "tolerance"), [
+    ("brightness(30)", 0), ("brightness(-45)", 0), ("brightness(-1)", 0),
+    ("contrast(40)", 0), ("contrast(-33)", 0), ("contrast(-150)", 0),
+    ("rgb(10,-23,101)", 0), ("rgb(-3,0,7)", 0),
+    ("saturation(1.7)", 1), ("saturation(0.25)", 1), ("saturation(-0.5)", 1),
+])
+def test_colour_filters_on_libvips_make_thumbors_pixels_and_stay_lazy(call, tolerance, mode) -> None:  # noqa: ANN001
+    """thumbor_plugins.filters: Thumbor's brightness, contrast, rgb and saturation, the same pixels
+    as Thumbor's C extensions (saturation within a level: its float arithmetic), added to the
+    libvips pipeline: no Pillow, nothing computed on the event loop, where Thumbor's held it."""
+    import asyncio
+    import importlib
+
+    name = call.split("(")[0]
+    ours_class = importlib.import_module(f"thumbor_plugins.filters.{name}").Filter
+    theirs_class = importlib.import_module(f"thumbor.filters.{name}").Filter
+    buffer, extension = _image_of_mode(mode)
+
+    ours = load(Engine, buffer, extension, width=200, height=250, fit_in=True)
+    assert ours._sequential  # streamed from the original
+    assert ours_class.pre_compile() == name  # as Thumbor's FiltersFactory does
+    step = ours_class(call, ours.context)
+    step.engine = ours
+    asyncio.run(step.run())
+    assert ours.on_vips and ours._sequential  # still in libvips, and nothing computed yet
+
+    theirs = load(Engine, buffer, extension)
+    theirs.use_pil()
+    assert theirs_class.pre_compile() == name
+    step = theirs_class(call, theirs.context)
+    step.engine = theirs
+    asyncio.run(step.run())
+
+    our_mode, our_data = ours.image_data_as_rgb()
+    their_mode, their_data = theirs.image_data_as_rgb()
+    assert our_mode == their_mode
+    difference = np.abs(np.frombuffer(our_data, np.uint8).astype(int) - np.frombuffer(their_data, np.uint8).astype(int))
+    assert difference.max() <= tolerance
+    assert (difference > 0).mean() < 0.01
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "L"])
+@pytest.mark.parametrize("alpha", [True, False])
+def test_grayscale_on_libvips_is_pillows_luma(mode, alpha) -> None:  # noqa: ANN001
+    """Thumbor's grayscale filter calls the engine's convert_to_grayscale: on libvips it is lazy
+    and makes Pillow's convert("L") / ("LA") pixels exactly."""
+    buffer, extension = _image_of_mode(mode)
+    ours = load(Engine, buffer, extension, width=200, height=250, fit_in=True)
+    ours.convert_to_grayscale(alpha=alpha)
+    assert ours.on_vips and ours._sequential
+    theirs = load(Engine, buffer, extension)
+    theirs.use_pil()
+    expected = theirs.convert_to_grayscale(alpha=alpha)
+    got = vips_engine.to_pil(ours._computed())  # the one pass a streamed original allows
+    assert got.mode == expected.mode
+    assert got.tobytes() == expected.tobytes()
+    assert Image.open(io.BytesIO(ours.read(".png", 80))).mode == expected.mode
+
+
+def test_shipped_filters_are_thumbors_with_ours_in_place() -> None:
+    from thumbor.filters import BUILTIN_FILTERS
+
+    from thumbor_plugins.filters import REPLACED, shipped_filters
+
+    shipped = shipped_filters()
+    assert len(shipped) == len(BUILTIN_FILTERS)
+    assert set(REPLACED) <= set(BUILTIN_FILTERS) and set(REPLACED.values()) <= set(shipped)
+    for name in shipped:  # each loads as Thumbor loads FILTERS: a module with a Filter class
+        assert hasattr(__import__(name, fromlist=["Filter"]), "Filter")
+
+
 def test_blur_of_an_image_in_pillow_is_thumbors() -> None:
     import asyncio
 
-    from thumbor_plugins.blur_filter import Filter
+    from thumbor_plugins.filters.blur import Filter
 
     engine = load(Engine, encode(Image.open(PORTRAIT).convert("P"), "GIF"), ".gif")
     assert not engine.on_vips

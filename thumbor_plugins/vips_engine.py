@@ -46,8 +46,12 @@ _VIPS_OUTPUTS = {".jpg", ".jpeg", ".png", ".webp", ".avif"}
 #: colour spaces this engine handles itself (CMYK, Lab, ... go to Pillow as before)
 _INTERPRETATIONS = {"srgb", "b-w", "rgb16", "grey16"}
 _MODES = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
-#: Thumbor filters that leave the pixels to be read once, in order (output settings, resizing)
-_STREAMING_FILTERS = {"quality", "format", "strip_icc", "strip_exif", "no_upscale", "upscale"}
+#: Thumbor filters that leave the pixels to be read once, in order (output settings, resizing, and
+#: the colour filters this engine computes pixel by pixel: thumbor_plugins.filters)
+_STREAMING_FILTERS = {
+    "quality", "format", "strip_icc", "strip_exif", "no_upscale", "upscale",
+    "brightness", "contrast", "rgb", "saturation", "grayscale",
+}
 _FILTER_NAME = re.compile(r"(\w+)\(")
 
 
@@ -405,6 +409,55 @@ class Engine(pil_engine.Engine):
         mask = pyvips.Image.new_from_array([list(weights)], scale=sum(weights))
         self.image = self._behind_cache().convsep(mask, precision="integer")
 
+    def map_colours(self, step: Callable[[pyvips.Image], pyvips.Image]) -> None:
+        """``step`` on the colour bands as Thumbor's colour filters see them (:meth:`_colours`):
+        it gets and returns float bands; the result is stored as Thumbor's C filters store an
+        ``int`` through ``ADJUST_COLOR`` (truncated, clipped to 0..255: for these the same as
+        floored and clipped). Lazy, on libvips only (:attr:`on_vips`)."""
+        self._colours(lambda rgb: step(rgb.cast("float")).floor().cast("uchar"))  # cast clips
+
+    def look_up_colours(self, tables: Sequence[Sequence[int]]) -> None:
+        """Each colour band through its table of 256 values (0..255), as Thumbor's colour filters
+        see the bands (:meth:`_colours`): one look-up a sample, the table computed exactly in
+        Python. Lazy, on libvips only (:attr:`on_vips`)."""
+        if len(tables) != 3 or any(len(table) != 256 for table in tables):
+            raise ValueError("three tables of 256 values")
+        interleaved = bytes(value for entry in zip(*tables, strict=True) for value in entry)
+        lut = pyvips.Image.new_from_memory(interleaved, 256, 1, 3, "uchar")
+        self._colours(lambda rgb: rgb.maplut(lut))
+
+    def _colours(self, apply: Callable[[pyvips.Image], pyvips.Image]) -> None:
+        """``apply`` to the colour bands as Thumbor's colour filters see them: 8-bit RGB (a grey
+        image's band three times, as ``image_data_as_rgb`` converts it); the alpha band is left as
+        it is. A point operation: a streamed decode stays streamed."""
+        if not self.on_vips:
+            raise ValueError("colour filters on libvips need a libvips image")
+        image = _eight_bit(self.image)
+        alpha = None
+        if image.hasalpha():
+            image, alpha = image.extract_band(0, n=image.bands - 1), image.extract_band(image.bands - 1)
+        if image.bands == 1:
+            image = image.bandjoin([image, image])
+        changed = apply(image)
+        if alpha is not None:
+            changed = changed.bandjoin(alpha)
+        self.image = changed.copy(interpretation="srgb")
+
+    def _grey(self, alpha: bool) -> pyvips.Image:
+        """Pillow's ``convert("L")`` (ITU-R 601-2 luma, its fixed-point weights and rounding,
+        exactly) and ``"LA"`` (alpha kept when ``alpha``), lazily on libvips."""
+        image = _eight_bit(self.image)
+        extra = image.extract_band(image.bands - 1) if image.hasalpha() and alpha else None
+        if image.bands >= 3:
+            weights = [[19595 / 65536, 38470 / 65536, 7471 / 65536]]
+            luma = image.extract_band(0, n=3).recomb(weights) + 0.5
+            image = luma.floor().cast("uchar")  # the sum of 8-bit values times 2**-16: exact in float
+        else:
+            image = image.extract_band(0)
+        if extra is not None:
+            image = image.bandjoin(extra)
+        return image.copy(interpretation="b-w")
+
     def _behind_cache(self) -> pyvips.Image:
         """The image, read through a cache of all of it when it streams from its source.
 
@@ -427,9 +480,13 @@ class Engine(pil_engine.Engine):
     # --- pixels for detectors -----------------------------------------------------------------
 
     def convert_to_grayscale(self, update_image: bool = True, alpha: bool = True) -> Any:
-        if update_image or not self.on_vips:
-            self.use_pil()
+        if not self.on_vips:
             return super().convert_to_grayscale(update_image, alpha)
+        if update_image:
+            # the grayscale filter: lazy, on libvips (Thumbor's returns the Pillow image; nothing
+            # of Thumbor's reads it when it asks for the update)
+            self.image = self._grey(alpha)
+            return self.image
         # smart crop's detectors only read this (np.array of it): no need to leave libvips
         image = _eight_bit(self._computed())
         if image.hasalpha():
